@@ -1,0 +1,57 @@
+"""IP addresses a host may be given, and why others are refused."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+RType = Literal["A", "AAAA"]
+
+
+class UnusableAddress(ValueError):
+    """An address that must not be published for a host; the message says why."""
+
+
+def rtype_of(address: IPAddress) -> RType:
+    return "A" if address.version == 4 else "AAAA"
+
+
+def check_usable(address: IPAddress, *, public_only: bool) -> None:
+    """Raise :class:`UnusableAddress` for an address no host should point at."""
+    if address.is_unspecified:
+        raise UnusableAddress(f"{address} is the unspecified address")
+    if address.is_loopback:
+        raise UnusableAddress(f"{address} is a loopback address")
+    if address.is_multicast:
+        raise UnusableAddress(f"{address} is a multicast address")
+    if address.is_link_local:
+        raise UnusableAddress(f"{address} is a link-local address")
+    if isinstance(address, ipaddress.IPv4Address) and address.is_reserved:
+        raise UnusableAddress(f"{address} is a reserved address")
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        raise UnusableAddress(f"{address} is an IPv4-mapped address: send it as IPv4")
+    if public_only and not address.is_global:
+        raise UnusableAddress(f"{address} is not a public address and the zone is public_only")
+
+
+def parse_host_address(text: str) -> IPAddress | None:
+    """Parse one address item as clients send it.
+
+    Returns ``None`` for an item that carries no host address: an empty item, or a
+    prefix such as FRITZ!Box's ``<ip6lanprefix>`` (``2001:db8:1:2::/64``). An address
+    with a length suffix (``2001:db8::7/64``) is that address. Raises ``ValueError``
+    for anything that is not an address.
+    """
+    text = text.strip()
+    if not text:
+        return None
+    if "/" in text:
+        interface = ipaddress.ip_interface(text)
+        network = interface.network
+        if network.prefixlen < network.max_prefixlen and interface.ip == network.network_address:
+            return None
+        return interface.ip
+    if "%" in text:  # a zone index (fe80::1%eth0) is never a DNS address
+        raise ValueError(f"{text!r} has a zone index")
+    return ipaddress.ip_address(text)

@@ -1,0 +1,220 @@
+"""Account and host administration, as the CLI does it.
+
+Every change raises ``meta.admin_revision`` in the same transaction; a running
+server sees the new revision within ``server.reload_interval`` and reloads.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from .auth import hash_password, new_token, token_digest
+from .config import Config
+from .models import Host, Meta, Record, User, Zone
+from .names import InvalidName, normalize_fqdn
+from .state import ADMIN_REVISION
+from .store import next_serial
+
+_USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
+MIN_PASSWORD = 8
+
+
+class AdminError(Exception):
+    """A request the CLI refuses; the message says why and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    name: str
+    hosts: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HostRow:
+    fqdn: str
+    owner: str
+    records: dict[str, tuple[str, ...]]
+    last_update_at: datetime | None
+    last_result: str | None
+    last_seen_at: datetime | None
+    nochg_count: int
+
+
+def check_user_name(name: str) -> None:
+    if not _USER_NAME.match(name):
+        raise AdminError(
+            f"{name!r} is not a valid user name: 1-64 characters, letters, digits and ._@+-"
+        )
+
+
+def check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise AdminError(f"the password is too short: use at least {MIN_PASSWORD} characters")
+    if any(ch in password for ch in "\r\n\x00"):
+        raise AdminError("the password contains a line break or NUL character")
+
+
+class Admin:
+    def __init__(self, engine: AsyncEngine, config: Config) -> None:
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._config = config
+
+    async def _bump(self, session: AsyncSession) -> None:
+        result = await session.execute(
+            update(Meta).where(Meta.key == ADMIN_REVISION).values(value=Meta.value + 1)
+        )
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            session.add(Meta(key=ADMIN_REVISION, value=1))
+
+    async def _user(self, session: AsyncSession, name: str) -> User:
+        user = await session.scalar(select(User).where(User.name == name))
+        if user is None:
+            raise AdminError(f"no user named {name!r} (see: user list)")
+        return user
+
+    async def _host(self, session: AsyncSession, fqdn: str) -> Host:
+        host = await session.scalar(select(Host).where(Host.fqdn == self._fqdn(fqdn)))
+        if host is None:
+            raise AdminError(f"no host named {fqdn!r} (see: host list)")
+        return host
+
+    def _fqdn(self, text: str) -> str:
+        try:
+            return normalize_fqdn(text)
+        except InvalidName as exc:
+            raise AdminError(str(exc)) from None
+
+    async def add_user(self, name: str, password: str) -> None:
+        check_user_name(name)
+        check_password(password)
+        async with self._sessions.begin() as session:
+            if await session.scalar(select(User.id).where(User.name == name)) is not None:
+                raise AdminError(f"user {name!r} already exists (change it with: user passwd)")
+            now = datetime.now(UTC)
+            session.add(
+                User(
+                    name=name, password_hash=hash_password(password), created_at=now, updated_at=now
+                )
+            )
+            await self._bump(session)
+
+    async def set_password(self, name: str, password: str) -> None:
+        check_password(password)
+        async with self._sessions.begin() as session:
+            user = await self._user(session, name)
+            user.password_hash = hash_password(password)
+            user.updated_at = datetime.now(UTC)
+            await self._bump(session)
+
+    async def list_users(self) -> list[UserRow]:
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(User.name, func.count(Host.id), User.created_at)
+                .outerjoin(Host, Host.owner_id == User.id)
+                .group_by(User.id)
+                .order_by(User.name)
+            )
+            return [UserRow(name, count, created) for name, count, created in rows]
+
+    async def remove_user(self, name: str, *, with_hosts: bool) -> int:
+        async with self._sessions.begin() as session:
+            user = await self._user(session, name)
+            hosts = (await session.scalars(select(Host).where(Host.owner_id == user.id))).all()
+            if hosts and not with_hosts:
+                raise AdminError(
+                    f"user {name!r} owns {len(hosts)} host(s): remove them first, "
+                    "or pass --with-hosts to remove them too"
+                )
+            await self._remove_hosts(session, hosts)
+            await session.delete(user)
+            await self._bump(session)
+            return len(hosts)
+
+    async def add_host(self, fqdn_text: str, owner: str) -> str:
+        fqdn = self._fqdn(fqdn_text)
+        zone = self._config.zone_for(fqdn)
+        if zone is None:
+            zones = ", ".join(z.name for z in self._config.zones) or "none"
+            raise AdminError(f"{fqdn} is in no configured zone (zones: {zones})")
+        token = new_token()
+        async with self._sessions.begin() as session:
+            user = await self._user(session, owner)
+            if await session.scalar(select(Host.id).where(Host.fqdn == fqdn)) is not None:
+                raise AdminError(f"host {fqdn} already exists")
+            session.add(
+                Host(
+                    fqdn=fqdn,
+                    owner_id=user.id,
+                    token_digest=token_digest(token),
+                    created_at=datetime.now(UTC),
+                    nochg_count=0,
+                )
+            )
+            await self._bump(session)
+        return token
+
+    async def rotate_token(self, fqdn_text: str) -> str:
+        token = new_token()
+        async with self._sessions.begin() as session:
+            host = await self._host(session, fqdn_text)
+            host.token_digest = token_digest(token)
+            await self._bump(session)
+        return token
+
+    async def remove_host(self, fqdn_text: str) -> None:
+        async with self._sessions.begin() as session:
+            host = await self._host(session, fqdn_text)
+            await self._remove_hosts(session, [host])
+            await self._bump(session)
+
+    async def _remove_hosts(self, session: AsyncSession, hosts: Sequence[Host]) -> None:
+        touched = set()
+        for host in hosts:
+            has_records = await session.scalar(
+                select(func.count()).select_from(Record).where(Record.host_id == host.id)
+            )
+            zone = self._config.zone_for(host.fqdn)
+            if has_records and zone is not None:
+                touched.add(zone.name)
+            await session.delete(host)
+        for name in touched:  # the records vanish from DNS: the zone changes
+            zone_row = await session.get(Zone, name)
+            if zone_row is not None:
+                zone_row.serial = next_serial(zone_row.serial)
+
+    async def list_hosts(self) -> list[HostRow]:
+        async with self._sessions() as session:
+            hosts = await session.execute(
+                select(Host, User.name).join(User, Host.owner_id == User.id).order_by(Host.fqdn)
+            )
+            records: dict[int, dict[str, tuple[str, ...]]] = {}
+            for host_id, rtype, address in await session.execute(
+                select(Record.host_id, Record.rtype, Record.address).order_by(
+                    Record.host_id, Record.rtype, Record.address
+                )
+            ):
+                by_type = records.setdefault(host_id, {})
+                by_type[rtype] = (*by_type.get(rtype, ()), address)
+            return [
+                HostRow(
+                    host.fqdn,
+                    owner,
+                    records.get(host.id, {}),
+                    host.last_update_at,
+                    host.last_result,
+                    host.last_seen_at,
+                    host.nochg_count,
+                )
+                for host, owner in hosts
+            ]
+
+    async def has_users(self) -> bool:
+        async with self._sessions() as session:
+            return await session.scalar(select(func.count()).select_from(User)) != 0

@@ -1,0 +1,108 @@
+"""The HTTP side: routes, the caller's address, and turning outcomes into responses.
+
+``/nic/update``, ``/update`` and ``/v3/update`` share one handler. Every answer is
+``text/plain`` with HTTP 200, except ``badauth`` (401 with a Basic challenge).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable, Sequence
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from .addresses import IPAddress
+from .config import IPNetwork
+from .dyndns import Code, RequestRejected, answer_body, parse_basic_auth, parse_update
+from .updates import Caller, Unauthorized, UpdateService
+
+log = logging.getLogger(__name__)
+
+UPDATE_PATHS = ("/nic/update", "/update", "/v3/update")
+UPDATE_METHODS = frozenset({"GET", "HEAD", "POST"})
+TEXT = "text/plain; charset=utf-8"
+
+
+def _parse_ip(text: str) -> IPAddress | None:
+    text = text.strip()
+    if text.startswith("[") and "]" in text:  # [v6]:port
+        text = text[1 : text.index("]")]
+    elif text.count(":") == 1:  # v4:port
+        text = text.partition(":")[0]
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def client_address(
+    peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[IPNetwork]
+) -> IPAddress | None:
+    """The caller's address: the TCP peer, or, when the peer is a trusted proxy, the
+    first hop of ``X-Forwarded-For`` (read from the right) that is not a trusted proxy."""
+    address = _parse_ip(peer) if peer else None
+    if address is None or not trusted:
+        return address
+    hops = [hop for header in forwarded_for for hop in header.split(",")]
+    while any(address in network for network in trusted) and hops:
+        hop = _parse_ip(hops.pop())
+        if hop is None:
+            break
+        address = hop
+    return address
+
+
+def create_app(
+    service: UpdateService,
+    *,
+    max_hosts: int,
+    trusted_proxies: Sequence[IPNetwork],
+    realm: str,
+    healthy: Callable[[], bool],
+) -> Starlette:
+    challenge = {"WWW-Authenticate": f'Basic realm="{realm}", charset="UTF-8"'}
+
+    def caller_of(request: Request) -> Caller:
+        peer = request.client.host if request.client else None
+        address = client_address(peer, request.headers.getlist("x-forwarded-for"), trusted_proxies)
+        return Caller(address, request.headers.get("user-agent", ""))
+
+    async def update(request: Request) -> Response:
+        if request.method not in UPDATE_METHODS:
+            return PlainTextResponse(
+                answer_body([Code.BADAGENT.value]),
+                media_type=TEXT,
+                headers={"Allow": "GET, HEAD, POST"},
+            )
+        try:
+            parsed = parse_update(request.scope["query_string"], max_hosts=max_hosts)
+            header = request.headers.get("authorization")
+            credentials = parse_basic_auth(header) if header else None
+            lines = await service.handle(parsed, credentials, caller_of(request))
+        except Unauthorized:
+            return PlainTextResponse(
+                answer_body([Code.BADAUTH.value]), 401, headers=challenge, media_type=TEXT
+            )
+        except RequestRejected as exc:
+            lines = [exc.code.value]
+        except Exception:
+            log.exception("update failed; answered 911")
+            lines = [Code.SERVER_ERROR.value]
+        return PlainTextResponse(answer_body(lines), media_type=TEXT)
+
+    async def myip(request: Request) -> Response:
+        address = caller_of(request).address
+        return PlainTextResponse(f"{address or ''}\n", media_type=TEXT)
+
+    async def healthz(request: Request) -> Response:
+        if healthy():
+            return PlainTextResponse("ok\n", media_type=TEXT)
+        return PlainTextResponse("unhealthy\n", 503, media_type=TEXT)
+
+    routes = [Route(path, update, methods=None) for path in UPDATE_PATHS]
+    routes += [Route("/myip", myip), Route("/healthz", healthz)]
+    return Starlette(routes=routes)

@@ -1,0 +1,117 @@
+"""Who is asking: account passwords, host tokens, and the verified-credential cache.
+
+An account (user name + password) may update the hosts it owns. A host token
+(user name = the host's FQDN, password = its token) may update that host only.
+
+Passwords are stored as argon2id hashes (passlib API, ``libpass``); one check costs
+tens of milliseconds, so a successful check is remembered as a keyed digest of the
+password next to the hash it was checked against: a client that sends the same
+correct password again is answered without the slow hash, and a new password hash
+(``user passwd``) invalidates the entry. Refused attempts are remembered the same
+way, so a misconfigured client looping on a wrong password does not cost a hash
+each time. An unknown user pays the same hash as a wrong password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from passlib.context import CryptContext
+
+from .dyndns import MAX_CREDENTIAL_BYTES, Credentials
+from .state import HostEntry, State
+
+TOKEN_BYTES = 32
+REFUSED_CACHE_SIZE = 4096
+
+_context = CryptContext(schemes=["argon2"], deprecated="auto")
+
+
+def hash_password(password: str) -> str:
+    return str(_context.hash(password))
+
+
+def verify_password(password: str, password_hash: str) -> bool:
+    try:
+        return bool(_context.verify(password, password_hash))
+    except (ValueError, TypeError):  # malformed hash, or a password the scheme refuses
+        return False
+
+
+# Verified against when the user does not exist, so that case costs the same.
+_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller: an account, or a token bound to one host."""
+
+    name: str
+    user_id: int | None = None
+    host_id: int | None = None
+
+    def may_update(self, host: HostEntry) -> bool:
+        if self.host_id is not None:
+            return host.id == self.host_id
+        return host.owner_id == self.user_id
+
+
+class Authenticator:
+    def __init__(self, state: State, *, max_parallel_hashes: int = 2) -> None:
+        self._state = state
+        self._key = secrets.token_bytes(32)
+        self._verified: dict[str, tuple[bytes, str]] = {}
+        self._refused: OrderedDict[tuple[str, bytes], str] = OrderedDict()
+        self._hashing = asyncio.Semaphore(max_parallel_hashes)
+
+    def use_state(self, state: State) -> None:
+        self._state = state
+
+    def _digest(self, password: str) -> bytes:
+        return hmac.digest(self._key, password.encode("utf-8", "surrogatepass"), "blake2b")
+
+    async def authenticate(self, credentials: Credentials) -> Principal | None:
+        username, password = credentials.username, credentials.password
+        if len(password.encode("utf-8", "surrogatepass")) > MAX_CREDENTIAL_BYTES:
+            return None
+        host = self._state.hosts.get(username.lower().rstrip("."))
+        if host is not None and host.token_digest is not None:
+            if hmac.compare_digest(token_digest(password), host.token_digest):
+                return Principal(host.fqdn, host_id=host.id)
+        user = self._state.users.get(username)
+        current_hash = user.password_hash if user is not None else _DUMMY_HASH
+        digest = self._digest(password)
+        cached = self._verified.get(username)
+        if (
+            user is not None
+            and cached is not None
+            and cached[1] == current_hash
+            and hmac.compare_digest(cached[0], digest)
+        ):
+            return Principal(user.name, user_id=user.id)
+        refused_key = (username, digest)
+        if self._refused.get(refused_key) == current_hash:
+            self._refused.move_to_end(refused_key)
+            return None
+        async with self._hashing:
+            ok = await asyncio.to_thread(verify_password, password, current_hash)
+        if ok and user is not None:
+            self._verified[username] = (digest, current_hash)
+            return Principal(user.name, user_id=user.id)
+        self._refused[refused_key] = current_hash
+        if len(self._refused) > REFUSED_CACHE_SIZE:
+            self._refused.popitem(last=False)
+        return None

@@ -1,0 +1,75 @@
+"""Database engine and schema: SQLite (WAL) by default, PostgreSQL via asyncpg.
+
+The server checks the schema revision with one query; only when the database is
+behind does it run Alembic, in a child process, so the running server never
+carries Alembic's import cost.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+# The newest migration in migrations/versions; a test checks they agree.
+HEAD_REVISION = "0001"
+MIGRATE_URL_ENV = "NICUPDATE_MIGRATE_URL"
+
+
+class DatabaseError(Exception):
+    """The database cannot be opened or brought to the current schema."""
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")  # a committed update survives power loss
+    cursor.execute("PRAGMA busy_timeout=10000")  # the CLI and the server share the file
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def create_engine(url: str) -> AsyncEngine:
+    engine = create_async_engine(url, pool_pre_ping=url.startswith("postgresql"))
+    if make_url(url).get_backend_name() == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def describe(url: str) -> str:
+    """The URL for messages: the password masked."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    try:
+        async with engine.connect() as conn:
+            result = await conn.execute(text("SELECT version_num FROM alembic_version"))
+            return result.scalar_one_or_none()
+    except DBAPIError as exc:
+        if "alembic_version" in str(exc.orig) or "no such table" in str(exc.orig):
+            return None
+        raise DatabaseError(f"cannot open the database: {exc.orig}") from None
+
+
+async def ensure_schema(engine: AsyncEngine, url: str) -> None:
+    """Bring the database to :data:`HEAD_REVISION`, migrating it if it is behind."""
+    if await current_revision(engine) == HEAD_REVISION:
+        return
+    env = dict(os.environ, **{MIGRATE_URL_ENV: url})
+    proc = subprocess.run(
+        [sys.executable, "-m", "nicupdate_server.migrations"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        detail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise DatabaseError(f"migrating {describe(url)} failed: {detail}")

@@ -1,0 +1,101 @@
+"""SQLAlchemy models: the durable state. Alembic migrations (``migrations/``) build it.
+
+Portable SQL only: the same schema runs on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Host(Base):
+    __tablename__ = "hosts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fqdn: Mapped[str] = mapped_column(String(253), unique=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # SHA-256 hex digest of the host token; tokens are long random secrets.
+    token_digest: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_update_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_result: Mapped[str | None] = mapped_column(String(64))
+    last_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    nochg_count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Record(Base):
+    """An address a host currently has: one row per (host, type, address)."""
+
+    __tablename__ = "records"
+
+    host_id: Mapped[int] = mapped_column(
+        ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True
+    )
+    rtype: Mapped[str] = mapped_column(String(4), primary_key=True)
+    address: Mapped[str] = mapped_column(String(45), primary_key=True)
+
+
+class Zone(Base):
+    """Per-zone state that must survive restarts: the SOA serial."""
+
+    __tablename__ = "zones"
+
+    name: Mapped[str] = mapped_column(String(253), primary_key=True)
+    serial: Mapped[int] = mapped_column(BigInteger)
+
+
+class UpdateLog(Base):
+    __tablename__ = "update_log"
+    __table_args__ = (Index("ix_update_log_fqdn_at", "fqdn", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    fqdn: Mapped[str] = mapped_column(String(253))
+    caller: Mapped[str] = mapped_column(String(45))
+    user_agent: Mapped[str] = mapped_column(String(255))
+    old_value: Mapped[str] = mapped_column(Text)
+    new_value: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(String(255))
+
+
+class Meta(Base):
+    """Small named counters; ``admin_revision`` rises on every CLI change."""
+
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,335 @@
+"""The one writer: commits host changes in shared transactions, then applies them.
+
+Requests hand their changes to :meth:`Writer.submit` and wait. A single task takes
+whatever has queued, writes it in one transaction (group commit: one fsync for
+many requests), updates the in-memory :class:`~.state.State`, passes the changed
+record sets to each zone's backend, and only then answers the waiting requests.
+Everything that changes the state goes through this task, so it needs no locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from .backends import (
+    Backend,
+    PermanentBackendError,
+    RecordChange,
+    TransientBackendError,
+    ZoneChange,
+)
+from .config import ZoneSettings
+from .dyndns import Code
+from .models import Host, Record, UpdateLog, Zone
+from .state import HostEntry, State
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 512
+_hosts = cast(Table, Host.__table__)
+_records = cast(Table, Record.__table__)
+_log = cast(Table, UpdateLog.__table__)
+_zones = cast(Table, Zone.__table__)
+
+
+def next_serial(current: int, now: float | None = None) -> int:
+    """A SOA serial that rises on every change and follows the clock when it can."""
+    return max(current + 1, int(time.time() if now is None else now)) & 0xFFFFFFFF
+
+
+def describe_records(records: Mapping[str, tuple[str, ...]]) -> str:
+    return "; ".join(f"{rtype} {','.join(records[rtype])}" for rtype in sorted(records))
+
+
+@dataclass(frozen=True, slots=True)
+class HostUpdate:
+    """What one request wants for one host."""
+
+    host: HostEntry
+    zone: ZoneSettings
+    # The families to replace: "A"/"AAAA" -> new addresses; () removes them.
+    families: Mapping[str, tuple[str, ...]]
+    caller: str
+    user_agent: str
+    # Set for a refused request that is only logged (the answer, e.g. "dnserr: ...").
+    refusal: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    code: Code
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class _Planned:
+    update: HostUpdate
+    future: asyncio.Future[Outcome]
+    old: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    new: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    outcome: Outcome | None = None
+
+
+_Exclusive = Callable[[AsyncConnection], Awaitable[Any]]
+_Item = tuple[HostUpdate | _Exclusive, "asyncio.Future[Any]"]
+
+
+class Writer:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        state: State,
+        backends: Mapping[str, Backend],
+    ) -> None:
+        self._engine = engine
+        self.state = state
+        self._backends = backends
+        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="nicupdate-writer")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            await self._queue.put(None)
+            await self._task
+            self._task = None
+
+    async def submit(self, host_update: HostUpdate) -> Outcome:
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        await self._queue.put((host_update, future))
+        return await future
+
+    async def exclusive(self, work: _Exclusive) -> Any:
+        """Run ``work(connection)`` in the writer task, between batches, then commit."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await self._queue.put((work, future))
+        return await future
+
+    async def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            items: list[_Item] = []
+            if first is None:
+                stopping = True
+            else:
+                items.append(first)
+            while not self._queue.empty() and len(items) < MAX_BATCH:
+                item = self._queue.get_nowait()
+                if item is None:
+                    stopping = True
+                else:
+                    items.append(item)
+            batch: list[tuple[HostUpdate, asyncio.Future[Outcome]]] = []
+            for work, future in items:
+                if isinstance(work, HostUpdate):
+                    batch.append((work, future))
+                    continue
+                await self._batch(batch)
+                batch = []
+                await self._exclusive(work, future)
+            await self._batch(batch)
+
+    async def _exclusive(self, work: _Exclusive, future: asyncio.Future[Any]) -> None:
+        try:
+            async with self._engine.begin() as conn:
+                result = await work(conn)
+        except Exception as exc:  # handed to the waiting caller
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(result)
+
+    def _plan(self, batch: list[tuple[HostUpdate, asyncio.Future[Outcome]]]) -> list[_Planned]:
+        overlay: dict[int, dict[str, tuple[str, ...]]] = {}
+        plans = []
+        for host_update, future in batch:
+            plan = _Planned(host_update, future)
+            plans.append(plan)
+            if host_update.refusal is not None:
+                continue
+            current = overlay.setdefault(host_update.host.id, dict(host_update.host.records))
+            for rtype, addresses in host_update.families.items():
+                before = current.get(rtype, ())
+                if before != addresses:
+                    plan.old[rtype] = before
+                    plan.new[rtype] = addresses
+                    current[rtype] = addresses
+            if not plan.new:
+                plan.outcome = Outcome(Code.NOCHG)
+        return plans
+
+    async def _batch(self, batch: list[tuple[HostUpdate, asyncio.Future[Outcome]]]) -> None:
+        if not batch:
+            return
+        plans = self._plan(batch)
+        writes = [p for p in plans if p.new or p.update.refusal is not None]
+        now = datetime.now(UTC)
+        serials = {
+            zone: next_serial(self.state.zone_serials.get(zone, 0))
+            for zone in {p.update.zone.name for p in writes if p.new}
+        }
+        if writes:
+            try:
+                async with self._engine.begin() as conn:
+                    await self._write(conn, writes, serials, now)
+            except (SQLAlchemyError, OSError) as exc:
+                log.error("database write failed, answering 911: %s", exc)
+                for plan in writes:
+                    plan.outcome = Outcome(Code.SERVER_ERROR, "database unavailable")
+                serials = {}
+        self._remember(plans, serials, now)
+        await self._apply(plans, serials)
+        for plan in plans:
+            if not plan.future.done():
+                plan.future.set_result(plan.outcome or Outcome(Code.GOOD))
+
+    async def _write(
+        self,
+        conn: AsyncConnection,
+        writes: list[_Planned],
+        serials: Mapping[str, int],
+        now: datetime,
+    ) -> None:
+        rows: list[dict[str, Any]] = []
+        for plan in writes:
+            if not plan.new:
+                continue
+            await conn.execute(
+                delete(_records).where(
+                    _records.c.host_id == plan.update.host.id,
+                    _records.c.rtype.in_(list(plan.new)),
+                )
+            )
+            rows.extend(
+                {"host_id": plan.update.host.id, "rtype": rtype, "address": address}
+                for rtype, addresses in plan.new.items()
+                for address in addresses
+            )
+        if rows:
+            await conn.execute(insert(_records), rows)
+        await conn.execute(
+            insert(_log),
+            [
+                {
+                    "at": now,
+                    "fqdn": p.update.host.fqdn,
+                    "caller": p.update.caller,
+                    "user_agent": p.update.user_agent[:255],
+                    "old_value": describe_records(p.old),
+                    "new_value": describe_records(p.new),
+                    "answer": (p.update.refusal or "good")[:255],
+                }
+                for p in writes
+            ],
+        )
+        changed = [p for p in writes if p.new]
+        if changed:
+            await conn.execute(
+                update(_hosts)
+                .where(_hosts.c.id == bindparam("host"))
+                .values(last_update_at=bindparam("at"), last_result=bindparam("result")),
+                [{"host": p.update.host.id, "at": now, "result": "good"} for p in changed],
+            )
+        for zone, serial in serials.items():
+            result = await conn.execute(
+                update(_zones).where(_zones.c.name == zone).values(serial=serial)
+            )
+            if result.rowcount == 0:
+                await conn.execute(insert(_zones).values(name=zone, serial=serial))
+
+    def _remember(self, plans: list[_Planned], serials: Mapping[str, int], now: datetime) -> None:
+        for plan in plans:
+            host = plan.update.host
+            if plan.update.refusal is not None:
+                host.last_result = plan.update.refusal
+                continue
+            if plan.outcome is not None:  # nochg, or the database failed
+                continue
+            for rtype, addresses in plan.new.items():
+                if addresses:
+                    host.records[rtype] = addresses
+                else:
+                    host.records.pop(rtype, None)
+            host.last_update_at = now
+            host.last_result = "good"
+        self.state.zone_serials.update(serials)
+
+    async def _apply(self, plans: list[_Planned], serials: Mapping[str, int]) -> None:
+        by_zone: dict[str, list[_Planned]] = defaultdict(list)
+        for plan in plans:
+            if plan.new and plan.outcome is None:
+                by_zone[plan.update.zone.name].append(plan)
+        for zone_name, zone_plans in by_zone.items():
+            zone = zone_plans[0].update.zone
+            changes = [
+                RecordChange(p.update.host.fqdn, rtype, addresses)  # type: ignore[arg-type]
+                for p in zone_plans
+                for rtype, addresses in p.new.items()
+            ]
+            try:
+                await self._backends[zone.backend].apply(
+                    ZoneChange(zone, serials[zone_name], changes)
+                )
+            except PermanentBackendError as exc:
+                log.error("zone %s: DNS refused the change: %s", zone_name, exc)
+                outcome = Outcome(Code.DNSERR, str(exc))
+            except TransientBackendError as exc:
+                log.warning("zone %s: DNS unavailable, answering 911: %s", zone_name, exc)
+                outcome = Outcome(Code.SERVER_ERROR, str(exc))
+            else:
+                continue
+            for plan in zone_plans:
+                plan.outcome = outcome
+                plan.update.host.last_result = f"{outcome.code.value}: {outcome.reason}"[:64]
+
+
+async def flush_host_stats(conn: AsyncConnection, state: State) -> int:
+    """Write the nochg counts and last-seen times gathered in memory; return how many."""
+    rows = [
+        {
+            "host": host.id,
+            "seen": host.last_seen_at,
+            "result": host.last_result,
+            "count": host.nochg_pending,
+        }
+        for host in state.hosts.values()
+        if host.nochg_pending
+    ]
+    if rows:
+        await conn.execute(
+            update(_hosts)
+            .where(_hosts.c.id == bindparam("host"))
+            .values(
+                last_seen_at=bindparam("seen"),
+                last_result=bindparam("result"),
+                nochg_count=_hosts.c.nochg_count + bindparam("count"),
+            ),
+            rows,
+        )
+        for host in state.hosts.values():
+            host.nochg_pending = 0
+    return len(rows)
+
+
+async def ensure_zones(conn: AsyncConnection, zones: list[ZoneSettings]) -> None:
+    """Give every configured zone a row (and so a serial) in the database."""
+    existing = set((await conn.execute(select(_zones.c.name))).scalars())
+    missing = [z.name for z in zones if z.name not in existing]
+    if missing:
+        serial = next_serial(0)
+        await conn.execute(insert(_zones), [{"name": n, "serial": serial} for n in missing])

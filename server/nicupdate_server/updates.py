@@ -1,0 +1,154 @@
+"""The update use case: from a parsed request and its caller to the answer lines.
+
+Order of checks: agent, credentials, then per host: name, ownership, address,
+change. A host the caller may not update answers ``nohost`` whether or not it
+exists. An unchanged host answers ``nochg`` from memory, with no database or
+backend call; a change goes through the :class:`~.store.Writer` and answers
+``good`` once the change is committed and applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from .addresses import IPAddress, UnusableAddress, check_usable, rtype_of
+from .auth import Authenticator, Principal
+from .config import Config
+from .dyndns import Code, Credentials, RequestRejected, UpdateRequest, answer_line
+from .names import InvalidName, normalize_fqdn
+from .state import State
+from .store import HostUpdate, Outcome, Writer
+
+log = logging.getLogger("nicupdate.update")
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    address: IPAddress | None
+    user_agent: str
+
+
+class Unauthorized(RequestRejected):
+    """No or wrong credentials: HTTP 401 with a Basic challenge."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(Code.BADAUTH, reason)
+
+
+class UpdateService:
+    def __init__(
+        self, config: Config, state: State, authenticator: Authenticator, writer: Writer
+    ) -> None:
+        self._config = config
+        self._state = state
+        self._authenticator = authenticator
+        self._writer = writer
+        self._blocked_agents = tuple(a.lower() for a in config.server.blocked_agents)
+
+    async def handle(
+        self, request: UpdateRequest, credentials: Credentials | None, caller: Caller
+    ) -> list[str]:
+        """The answer lines, one per hostname. Raises :class:`RequestRejected`."""
+        agent = caller.user_agent.lower()
+        if any(blocked in agent for blocked in self._blocked_agents):
+            raise RequestRejected(Code.BADAGENT, f"user agent {caller.user_agent!r} is blocked")
+        credentials = credentials or request.query_credentials
+        if credentials is None:
+            raise Unauthorized("no credentials")
+        principal = await self._authenticator.authenticate(credentials)
+        if principal is None:
+            log.info("badauth for %r from %s", credentials.username, caller.address)
+            raise Unauthorized("wrong user name or password")
+
+        addresses = request.addresses
+        address_error = request.address_error
+        if not addresses and not request.offline and address_error is None:
+            if caller.address is None:
+                address_error = "no myip given and the caller's address is unknown"
+            else:
+                addresses = (caller.address,)
+
+        answers: dict[str, asyncio.Future[str] | str] = {}
+        for item in request.hostnames:
+            if item not in answers:
+                answers[item] = self._answer_host(
+                    item, principal, addresses, address_error, request.offline, caller
+                )
+        pending = [a for a in answers.values() if not isinstance(a, str)]
+        if pending:
+            await asyncio.gather(*pending)
+        return [
+            answer if isinstance(answer, str) else answer.result()
+            for answer in (answers[item] for item in request.hostnames)
+        ]
+
+    def _answer_host(
+        self,
+        item: str,
+        principal: Principal,
+        addresses: tuple[IPAddress, ...],
+        address_error: str | None,
+        offline: bool,
+        caller: Caller,
+    ) -> asyncio.Future[str] | str:
+        try:
+            fqdn = normalize_fqdn(item)
+        except InvalidName:
+            return Code.NOTFQDN.value
+        host = self._state.hosts.get(fqdn)
+        zone = self._config.zone_for(fqdn)
+        if host is None or zone is None or not principal.may_update(host):
+            return Code.NOHOST.value
+        if address_error is None:
+            try:
+                for address in addresses:
+                    check_usable(address, public_only=zone.public_only)
+            except UnusableAddress as exc:
+                address_error = str(exc)
+        caller_text = str(caller.address or "")
+        if address_error is not None:
+            refusal = HostUpdate(
+                host,
+                zone,
+                {},
+                caller_text,
+                caller.user_agent,
+                refusal=f"dnserr: {address_error}"[:255],
+            )
+            log.info("%s: dnserr: %s", fqdn, address_error)
+            return asyncio.ensure_future(self._refuse(refusal))
+        families: dict[str, tuple[str, ...]]
+        if offline:
+            families = {"A": (), "AAAA": ()}
+        else:
+            grouped: dict[str, list[str]] = {}
+            for address in addresses:
+                grouped.setdefault(rtype_of(address), []).append(str(address))
+            # Sorted as text, the order the database returns them in.
+            families = {rtype: tuple(sorted(values)) for rtype, values in grouped.items()}
+        if all(host.records.get(rtype, ()) == value for rtype, value in families.items()):
+            host.nochg_pending += 1
+            host.last_seen_at = datetime.now(UTC)
+            host.last_result = "nochg"
+            return answer_line(Code.NOCHG, addresses)
+        change = HostUpdate(host, zone, families, caller_text, caller.user_agent)
+        return asyncio.ensure_future(self._submit(change, addresses))
+
+    async def _refuse(self, refusal: HostUpdate) -> str:
+        await self._writer.submit(refusal)
+        return Code.DNSERR.value
+
+    async def _submit(self, change: HostUpdate, addresses: tuple[IPAddress, ...]) -> str:
+        outcome: Outcome = await self._writer.submit(change)
+        line = answer_line(outcome.code, addresses)
+        log.info(
+            "%s: %s (from %s, %s)",
+            change.host.fqdn,
+            line,
+            change.caller or "?",
+            change.user_agent or "no user agent",
+        )
+        return line
