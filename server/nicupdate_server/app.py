@@ -103,6 +103,8 @@ def create_app(
             return PlainTextResponse("ok\n", media_type=TEXT)
         return PlainTextResponse("unhealthy\n", 503, media_type=TEXT)
 
-    routes = [Route(path, update, methods=None) for path in UPDATE_PATHS]
+    # Every method reaches the handler, which answers the unsupported ones itself.
+    all_methods = [*UPDATE_METHODS, "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"]
+    routes = [Route(path, update, methods=all_methods) for path in UPDATE_PATHS]
     routes += [Route("/myip", myip), Route("/healthz", healthz)]
     return Starlette(routes=routes)

@@ -87,6 +87,10 @@ class Runtime:
             builtin.load_zone(zone, loaded.zone_serials.get(zone.name, 1), records)
         self.dns_data.zones = fresh.zones
 
+    async def reload(self) -> None:
+        """Reload accounts and hosts now (the watcher does it on its own within a second)."""
+        await self.writer.exclusive(self._reload)
+
     async def _reload(self, conn: AsyncConnection) -> None:
         await flush_host_stats(conn, self.state)
         self._adopt(await State.load(conn))

@@ -49,7 +49,10 @@ def next_serial(current: int, now: float | None = None) -> int:
 
 
 def describe_records(records: Mapping[str, tuple[str, ...]]) -> str:
-    return "; ".join(f"{rtype} {','.join(records[rtype])}" for rtype in sorted(records))
+    """``A 203.0.113.7; AAAA 2001:db8::7``; families without addresses are left out."""
+    return "; ".join(
+        f"{rtype} {','.join(records[rtype])}" for rtype in sorted(records) if records[rtype]
+    )
 
 
 @dataclass(frozen=True, slots=True)

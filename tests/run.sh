@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Set up everything the test suite needs on a fresh machine, then run it:
+# format check, lint, type check, tests with coverage, and a short benchmark run.
+# Extra arguments go to pytest (e.g. `bash tests/run.sh -k dialect`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages: dig (bind9-dnsutils) for the DNS checks, wrk for the benchmark.
+need=()
+command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+if ((${#need[@]})); then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "tests/run.sh: missing ${need[*]}: run as root or 'sudo apt-get install ${need[*]}'" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[server,test]'
+
+echo "== ruff format --check"; .venv/bin/ruff format --check .
+echo "== ruff check";          .venv/bin/ruff check .
+echo "== mypy --strict";       .venv/bin/mypy
+echo "== pytest"
+.venv/bin/python -m pytest --cov --cov-report=term "$@"
+echo "== benchmark (quick run)"
+.venv/bin/python tests/benchmarks/bench_update.py --quick

@@ -1,0 +1,200 @@
+"""A real nicupdate server for tests: uvicorn and the built-in DNS on free loopback ports."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import dns.message
+import dns.query
+import dns.rdatatype
+import httpx
+import pytest
+from nicupdate_server.admin import Admin
+from nicupdate_server.config import Config, load_config
+from nicupdate_server.runtime import HttpServer, Runtime, http_server
+
+T = TypeVar("T")
+
+BASE_CONFIG = """
+[server]
+listen = "127.0.0.1:0"
+database = "sqlite+aiosqlite:///{db}"
+reload_interval = 0.2
+{server_extra}
+
+[dns]
+listen = "127.0.0.1:0"
+
+[[zones]]
+name = "dyn.example.test"
+backend = "builtin"
+ttl = 60
+nameserver_addresses = ["127.0.0.1"]
+
+[[zones]]
+name = "public.example.net"
+backend = "builtin"
+ttl = 300
+public_only = true
+"""
+
+
+def write_config(directory: Path, server_extra: str = "") -> Path:
+    path = directory / "nicupdate.toml"
+    path.write_text(BASE_CONFIG.format(db=directory / "state.db", server_extra=server_extra))
+    return path
+
+
+@dataclass
+class LiveServer:
+    config_path: Path
+    config: Config
+    runtime: Runtime
+    http: HttpServer
+    loop: asyncio.AbstractEventLoop
+    thread: threading.Thread
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http.port}"
+
+    @property
+    def dns_port(self) -> int:
+        assert self.runtime.dns is not None
+        return self.runtime.dns.port
+
+    def call(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run ``work()`` on the server's event loop and return its result."""
+
+        async def wrapped() -> T:
+            return await work()
+
+        future: Future[T] = asyncio.run_coroutine_threadsafe(wrapped(), self.loop)
+        return future.result(timeout=30)
+
+    def admin(self, work: Callable[[Admin], Awaitable[T]]) -> T:
+        """An admin change, as the CLI makes it, then an immediate reload."""
+
+        async def run() -> T:
+            result = await work(Admin(self.runtime.engine, self.config))
+            await self.runtime.reload()
+            return result
+
+        return self.call(run)
+
+    def add_user(self, name: str, password: str) -> None:
+        self.admin(lambda a: a.add_user(name, password))
+
+    def add_host(self, fqdn: str, owner: str) -> str:
+        token = self.admin(lambda a: a.add_host(fqdn, owner))
+        self.tokens[fqdn] = token
+        return token
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.get(self.url + path, timeout=10, **kwargs)
+
+    def update(self, query: str, auth: tuple[str, str] | None = None, **kw: Any) -> httpx.Response:
+        return self.get("/nic/update?" + query, auth=auth, **kw)
+
+    def dns_query(self, name: str, rdtype: str = "A", tcp: bool = False) -> dns.message.Message:
+        query = dns.message.make_query(name, dns.rdatatype.from_text(rdtype))
+        if tcp:
+            return dns.query.tcp(query, "127.0.0.1", port=self.dns_port, timeout=3)
+        return dns.query.udp(query, "127.0.0.1", port=self.dns_port, timeout=3)
+
+    def addresses(self, name: str, rdtype: str = "A") -> list[str]:
+        """What a resolver sees: the addresses served for ``name``, sorted."""
+        answer = self.dns_query(name, rdtype).answer
+        return sorted(rd.to_text() for rrset in answer for rd in rrset)
+
+    def ttl(self, name: str, rdtype: str = "A") -> int:
+        return int(self.dns_query(name, rdtype).answer[0].ttl)
+
+    def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return run_cli("--config", str(self.config_path), *args, stdin=stdin)
+
+
+def run_cli(
+    *args: str, stdin: str | None = None, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "nicupdate_server", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def start_server(config_path: Path) -> LiveServer:
+    config = load_config(config_path, environ={})
+    loop = asyncio.new_event_loop()
+    runtime_box: dict[str, Any] = {}
+    started = threading.Event()
+
+    async def main() -> None:
+        runtime = Runtime(config)
+        await runtime.start()
+        server = http_server(runtime)
+        runtime_box.update(runtime=runtime, http=server)
+        serve = asyncio.ensure_future(server.serve())
+        while not server.started and not serve.done():
+            await asyncio.sleep(0.01)
+        started.set()
+        try:
+            await serve
+        finally:
+            await runtime.close()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(main())
+        finally:
+            started.set()
+            loop.close()
+
+    thread = threading.Thread(target=run, name="nicupdate-test-server", daemon=True)
+    thread.start()
+    started.wait(30)
+    if "http" not in runtime_box or not runtime_box["http"].started:
+        raise RuntimeError("the test server did not start")
+    return LiveServer(
+        config_path, config, runtime_box["runtime"], runtime_box["http"], loop, thread
+    )
+
+
+def stop_server(server: LiveServer) -> None:
+    server.http.should_exit = True
+    server.thread.join(30)
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    server = start_server(write_config(tmp_path))
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture
+def alice(live_server: LiveServer) -> LiveServer:
+    """A server with account alice (password alice-secret-1) owning home.dyn.example.test."""
+    live_server.add_user("alice", "alice-secret-1")
+    live_server.add_host("home.dyn.example.test", "alice")
+    return live_server
+
+
+ALICE = ("alice", "alice-secret-1")

@@ -1,0 +1,79 @@
+"""Credentials: the verified-credential cache and its invalidation."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from nicupdate_server import auth
+from nicupdate_server.auth import Authenticator, hash_password, token_digest
+from nicupdate_server.dyndns import Credentials
+from nicupdate_server.state import HostEntry, State, UserEntry
+
+
+@pytest.fixture
+def state() -> State:
+    state = State()
+    state.users["alice"] = UserEntry(1, "alice", hash_password("right-password"))
+    state.hosts["home.example.test"] = HostEntry(7, "home.example.test", 1, token_digest("tok"))
+    return state
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    real = auth.verify_password
+
+    def counting(password: str, password_hash: str) -> bool:
+        calls.append(password)
+        return real(password, password_hash)
+
+    monkeypatch.setattr(auth, "verify_password", counting)
+    return calls
+
+
+def authenticate(authenticator: Authenticator, user: str, password: str) -> object:
+    return asyncio.run(authenticator.authenticate(Credentials(user, password)))
+
+
+def test_repeated_correct_password_pays_the_hash_once(state: State, counted: list[str]) -> None:
+    authenticator = Authenticator(state)
+    for _ in range(5):
+        principal = authenticate(authenticator, "alice", "right-password")
+        assert principal is not None
+    assert len(counted) == 1
+
+
+def test_password_change_invalidates_the_cache(state: State, counted: list[str]) -> None:
+    authenticator = Authenticator(state)
+    assert authenticate(authenticator, "alice", "right-password") is not None
+    state.users["alice"] = UserEntry(1, "alice", hash_password("new-password"))
+    assert authenticate(authenticator, "alice", "right-password") is None
+    assert authenticate(authenticator, "alice", "new-password") is not None
+
+
+def test_wrong_password_is_remembered_until_the_hash_changes(
+    state: State, counted: list[str]
+) -> None:
+    authenticator = Authenticator(state)
+    for _ in range(3):
+        assert authenticate(authenticator, "alice", "wrong") is None
+    assert len(counted) == 1
+    state.users["alice"] = UserEntry(1, "alice", hash_password("wrong"))
+    assert authenticate(authenticator, "alice", "wrong") is not None
+
+
+def test_unknown_user_pays_a_hash_too(state: State, counted: list[str]) -> None:
+    assert authenticate(Authenticator(state), "nobody", "whatever") is None
+    assert counted == ["whatever"]
+
+
+def test_host_token_binds_to_its_host(state: State, counted: list[str]) -> None:
+    principal = authenticate(Authenticator(state), "HOME.example.test.", "tok")
+    assert principal == auth.Principal("home.example.test", host_id=7)
+    assert authenticate(Authenticator(state), "home.example.test", "nope") is None
+    assert counted == ["nope"]  # tokens are checked by digest, never by the slow hash
+
+
+def test_password_hashes_are_argon2id() -> None:
+    assert hash_password("x" * 100).startswith("$argon2id$")
