@@ -78,6 +78,19 @@ class ServerSettings(_Section):
         parse_endpoint(value, 8245)
         return value
 
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        if not isinstance(value, list | tuple):
+            raise ValueError("must be a list of CIDRs, e.g. [\"10.0.0.0/8\"]")
+        networks = []
+        for item in value:
+            try:
+                networks.append(ipaddress.ip_network(str(item), strict=False))
+            except ValueError:
+                raise ValueError(f"{item!r} is not an address or network (CIDR)") from None
+        return tuple(networks)
+
     @field_validator("database")
     @classmethod
     def _database(cls, value: str) -> str:
@@ -143,6 +156,19 @@ class ZoneSettings(_Section):
         except InvalidName as exc:
             raise ValueError(str(exc)) from None
 
+    @field_validator("nameserver_addresses", mode="before")
+    @classmethod
+    def _addresses(cls, value: Any) -> Any:
+        if not isinstance(value, list | tuple):
+            raise ValueError("must be a list of IP addresses")
+        addresses = []
+        for item in value:
+            try:
+                addresses.append(ipaddress.ip_address(str(item)))
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address") from None
+        return tuple(addresses)
+
     @field_validator("nameservers")
     @classmethod
     def _nameservers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -183,7 +209,7 @@ def _default_zones() -> tuple[ZoneSettings, ...]:
 class Config(_Section):
     server: ServerSettings = ServerSettings()
     dns: DnsSettings = DnsSettings()
-    zones: tuple[ZoneSettings, ...] = Field(default_factory=_default_zones)
+    zones: tuple[ZoneSettings, ...] = Field(default_factory=_default_zones, min_length=1)
     backends: Mapping[str, Mapping[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")

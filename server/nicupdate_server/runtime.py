@@ -44,9 +44,8 @@ class Runtime:
         self.dns_data = AuthoritativeData()
         self.builtin = BuiltinBackend(self.dns_data)
         self.backends: dict[str, Backend] = {"builtin": self.builtin}
-        for name, table in config.backends.items():
-            if any(zone.backend == name for zone in config.zones):
-                self.backends[name] = create_backend(name, table)
+        for name, table in config.backends.items():  # all of them, as check-config does
+            self.backends[name] = create_backend(name, table)
         self.writer = Writer(self.engine, self.state, self.backends)
         self.authenticator = Authenticator(self.state)
         self.service = UpdateService(config, self.state, self.authenticator, self.writer)
@@ -159,6 +158,8 @@ def http_server(runtime: Runtime) -> HttpServer:
         host=host,
         port=port,
         loop="none",
+        http="httptools",
+        ws="none",
         lifespan="off",
         access_log=settings.access_log,
         proxy_headers=False,

@@ -133,9 +133,9 @@ class UpdateService:
             host.nochg_pending += 1
             host.last_seen_at = datetime.now(UTC)
             host.last_result = "nochg"
-            return answer_line(Code.NOCHG, addresses)
+            return answer_line(Code.NOCHG, () if offline else addresses)
         change = HostUpdate(host, zone, families, caller_text, caller.user_agent)
-        return asyncio.ensure_future(self._submit(change, addresses))
+        return asyncio.ensure_future(self._submit(change, () if offline else addresses))
 
     async def _refuse(self, refusal: HostUpdate) -> str:
         await self._writer.submit(refusal)

@@ -441,3 +441,10 @@ def test_update_log_records_changes(alice: LiveServer) -> None:
         (HOME, "ddclient/3.11.2", "", "A 203.0.113.7", "good"),
         (HOME, "ddclient/3.11.2", "A 203.0.113.7", "A 203.0.113.8", "good"),
     ]
+
+
+def test_offline_ignores_myip_and_says_so(alice: LiveServer) -> None:
+    alice.update(f"hostname={HOME}&myip=203.0.113.7", auth=ALICE)
+    response = alice.update(f"hostname={HOME}&myip=203.0.113.9&offline=YES", auth=ALICE)
+    assert response.text == "good\n"
+    assert alice.dns_query(HOME).rcode() == dns.rcode.NXDOMAIN
