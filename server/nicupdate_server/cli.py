@@ -168,6 +168,10 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     from .runtime import Runtime, serve, setup_logging
 
     setup_logging(config.server.log_level)
+    try:
+        runtime = Runtime(config)
+    except BackendUnavailable as exc:
+        raise ConfigError(str(exc)) from None
     if args.demo:
         user, password, fqdn = _run(_demo(config))
         host, port = config.server.endpoint
@@ -188,10 +192,6 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
             f"(or start with `{PROG} serve --demo` to get a ready-made demo account)\n",
             flush=True,
         )
-    try:
-        runtime = Runtime(config)
-    except BackendUnavailable as exc:
-        raise ConfigError(str(exc)) from None
     try:
         _run(serve(runtime))
     except KeyboardInterrupt:

@@ -300,6 +300,8 @@ def _format_error(exc: ValidationError) -> str:
         return message
     given = error.get("input")
     shown = f" (got {given!r})" if isinstance(given, str | int | float | bool) else ""
+    if where == "server.database":  # a URL may hold a password: never echo it
+        shown = ""
     return f"{where}: {message}{shown}"
 
 
@@ -328,6 +330,9 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    if "zones" not in raw and any(k.startswith(ENV_PREFIX + "ZONES__") for k in environ):
+        # Overriding the built-in demo zone: start from it.
+        raw["zones"] = [zone.model_dump(mode="json") for zone in _default_zones()]
     _apply_env(raw, environ)
     try:
         config = Config.model_validate(raw)

@@ -47,7 +47,7 @@ def describe(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-async def current_revision(engine: AsyncEngine) -> str | None:
+async def current_revision(engine: AsyncEngine, url: str) -> str | None:
     try:
         async with engine.connect() as conn:
             result = await conn.execute(text("SELECT version_num FROM alembic_version"))
@@ -56,11 +56,15 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         if "alembic_version" in str(exc.orig) or "no such table" in str(exc.orig):
             return None
         raise DatabaseError(f"cannot open the database: {exc.orig}") from None
+    except OSError as exc:  # e.g. PostgreSQL refused or unreachable (not wrapped by DBAPI)
+        raise DatabaseError(
+            f"cannot open the database {describe(url)}: {exc.strerror or exc}"
+        ) from None
 
 
 async def ensure_schema(engine: AsyncEngine, url: str) -> None:
     """Bring the database to :data:`HEAD_REVISION`, migrating it if it is behind."""
-    if await current_revision(engine) == HEAD_REVISION:
+    if await current_revision(engine, url) == HEAD_REVISION:
         return
     env = dict(os.environ, **{MIGRATE_URL_ENV: url})
     proc = subprocess.run(

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
@@ -135,7 +137,15 @@ class Runtime:
 
 
 class HttpServer(uvicorn.Server):
-    """uvicorn, told never to trust forwarded headers itself (the app decides)."""
+    """uvicorn, told never to trust forwarded headers itself (the app decides).
+
+    Signals are handled by :func:`serve`: uvicorn's own handling re-raises SIGTERM
+    after its shutdown, which would kill the process before the runtime is closed.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
     @property
     def port(self) -> int:
@@ -188,6 +198,10 @@ async def serve(runtime: Runtime) -> None:
         zones = ", ".join(f"{z.name} ({z.backend})" for z in settings.zones)
         dns = f"DNS on {settings.dns.listen} (UDP+TCP)" if runtime.dns else "no built-in DNS"
         log.info("serving HTTP on %s, %s; zones: %s", settings.server.listen, dns, zones)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
+                loop.add_signal_handler(sig, server.handle_exit, sig, None)
         await server.serve()
     finally:
         await runtime.close()

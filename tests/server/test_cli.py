@@ -1,0 +1,472 @@
+"""``nicupdate-server`` user, host and serve commands, run as a user runs them.
+
+Every command runs as ``python -m nicupdate_server`` on a temporary configuration;
+where a change must reach a running server, the server is the real one from
+conftest (it looks for CLI changes every 0.2 s), asked over HTTP and DNS.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import httpx
+import pytest
+
+from tests.server.conftest import LiveServer, run_cli, start_server, stop_server, write_config
+
+T = TypeVar("T")
+
+PASSWORD = "alice-secret-1"
+HOME = "home.dyn.example.test"
+OFFICE = "office.dyn.example.test"
+WHEN = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No NICUPDATE_* variables from the caller's shell reach the commands."""
+    for name in list(os.environ):
+        if name.startswith("NICUPDATE_"):
+            monkeypatch.delenv(name)
+
+
+def eventually(check: Callable[[], T], timeout: float = 5.0) -> T:
+    """Call ``check`` until it returns something true (a server reloads every 0.2 s)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.1)
+
+
+def one_line(stderr: str) -> str:
+    assert "Traceback" not in stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def token_from(stdout: str) -> str:
+    match = re.search(r"token .*: (\S+)$", stdout, re.MULTILINE)
+    assert match, stdout
+    return match.group(1)
+
+
+def answer(server: LiveServer, fqdn: str, auth: tuple[str, str], ip: str = "203.0.113.7") -> str:
+    return server.update(f"hostname={fqdn}&myip={ip}", auth=auth).text.strip()
+
+
+def add_user(cli: Callable[..., subprocess.CompletedProcess[str]], name: str = "alice") -> None:
+    done = cli("user", "add", name, "--password-stdin", stdin=PASSWORD + "\n")
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    assert done.stdout.strip() == f"user {name} added"
+
+
+def add_host(cli: Callable[..., subprocess.CompletedProcess[str]], fqdn: str) -> str:
+    done = cli("host", "add", fqdn, "--owner", "alice")
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    return token_from(done.stdout)
+
+
+@pytest.fixture(scope="session")
+def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty database at the newest schema, copied so each test skips the migration."""
+    path = tmp_path_factory.mktemp("template") / "state.db"
+    done = subprocess.run(
+        [sys.executable, "-m", "nicupdate_server.migrations"],
+        env={**os.environ, "NICUPDATE_MIGRATE_URL": f"sqlite+aiosqlite:///{path}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return path
+
+
+@pytest.fixture
+def config_path(tmp_path: Path, migrated_database: Path) -> Path:
+    """A test configuration (conftest's) whose database already has the schema."""
+    for suffix in ("", "-wal"):
+        source = migrated_database.with_name(migrated_database.name + suffix)
+        if source.exists():
+            shutil.copyfile(source, tmp_path / f"state.db{suffix}")
+    return write_config(tmp_path)
+
+
+@pytest.fixture
+def live_server(config_path: Path) -> Iterator[LiveServer]:
+    server = start_server(config_path)
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
+@pytest.fixture
+def cli(config_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return run_cli("--config", str(config_path), *args, stdin=stdin, cwd=config_path.parent)
+
+    return run
+
+
+# --- accounts -----------------------------------------------------------------------
+
+
+def test_user_add_list_and_refusals(tmp_path: Path) -> None:
+    config = write_config(tmp_path)  # no database yet: the first command creates it
+
+    def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return run_cli("--config", str(config), *args, stdin=stdin, cwd=tmp_path)
+
+    empty = cli("user", "list")
+    assert empty.returncode == 0
+    assert "no users yet" in empty.stdout
+    assert "user add" in empty.stdout
+
+    add_user(cli)
+
+    again = cli("user", "add", "alice", "--password-stdin", stdin="another-password\n")
+    assert (again.returncode, again.stdout) == (1, "")
+    line = one_line(again.stderr)
+    assert line.startswith("nicupdate-server: error: ")
+    assert "'alice' already exists" in line
+
+    short = cli("user", "add", "bob", "--password-stdin", stdin="short\n")
+    assert (short.returncode, short.stdout) == (1, "")
+    assert "too short" in one_line(short.stderr)
+
+    no_password = cli("user", "add", "bob", "--password-stdin", stdin="")
+    assert no_password.returncode == 1
+    assert "no password" in one_line(no_password.stderr)
+
+    bad_name = cli("user", "add", "bob smith", "--password-stdin", stdin=PASSWORD + "\n")
+    assert bad_name.returncode == 1
+    assert "not a valid user name" in one_line(bad_name.stderr)
+
+    listed = cli("user", "list")
+    assert listed.returncode == 0
+    rows = [line.split("\t") for line in listed.stdout.splitlines()]
+    assert [row[:2] for row in rows] == [["alice", "0 host(s)"]]
+    assert WHEN.search(rows[0][2])
+
+
+def test_user_add_without_a_terminal_says_to_use_password_stdin(
+    cli: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    done = cli("user", "add", "alice", stdin=PASSWORD + "\n")
+    assert (done.returncode, done.stdout) == (1, "")
+    line = one_line(done.stderr)
+    assert "terminal" in line
+    assert "--password-stdin" in line
+    assert "no users yet" in cli("user", "list").stdout
+
+
+def test_user_remove_refuses_while_the_user_owns_hosts(
+    cli: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    add_user(cli)
+    add_host(cli, HOME)
+    assert "alice\t1 host(s)\t" in cli("user", "list").stdout
+
+    refused = cli("user", "remove", "alice")
+    assert (refused.returncode, refused.stdout) == (1, "")
+    line = one_line(refused.stderr)
+    assert "owns 1 host(s)" in line
+    assert "--with-hosts" in line
+    assert "alice\t1 host(s)\t" in cli("user", "list").stdout
+
+    removed = cli("user", "remove", "alice", "--with-hosts")
+    assert (removed.returncode, removed.stderr) == (0, "")
+    assert removed.stdout.strip() == "user alice removed with 1 host(s)"
+    assert "no users yet" in cli("user", "list").stdout
+    assert "no hosts yet" in cli("host", "list").stdout
+
+
+def test_user_passwd_reaches_the_running_server(live_server: LiveServer) -> None:
+    add_user(live_server.cli)
+    add_host(live_server.cli, HOME)
+    old = ("alice", PASSWORD)
+    assert eventually(lambda: answer(live_server, HOME, old) == "good 203.0.113.7")
+
+    changed = live_server.cli("user", "passwd", "alice", "--password-stdin", stdin="new-secret-2\n")
+    assert (changed.returncode, changed.stderr) == (0, "")
+    assert changed.stdout.strip() == "password of alice changed"
+
+    new = ("alice", "new-secret-2")
+    assert eventually(lambda: answer(live_server, HOME, new) == "nochg 203.0.113.7")
+    assert answer(live_server, HOME, old) == "badauth"
+    assert answer(live_server, HOME, new, ip="203.0.113.8") == "good 203.0.113.8"
+
+    unknown = live_server.cli("user", "passwd", "bob", "--password-stdin", stdin=PASSWORD + "\n")
+    assert unknown.returncode == 1
+    assert "no user named 'bob'" in one_line(unknown.stderr)
+
+
+# --- hosts --------------------------------------------------------------------------
+
+
+def test_host_token_updates_only_its_host_and_rotates(live_server: LiveServer) -> None:
+    add_user(live_server.cli)
+    added = live_server.cli("host", "add", HOME, "--owner", "alice")
+    assert (added.returncode, added.stderr) == (0, "")
+    assert f"host {HOME} added for alice" in added.stdout
+    token = token_from(added.stdout)
+    assert len(token) >= 32
+    add_host(live_server.cli, OFFICE)
+
+    listing = live_server.cli("host", "list").stdout
+    assert HOME in listing
+    assert token not in listing  # shown once, never again
+
+    # The owner's password updates both hosts; the token of one only that one.
+    owner = ("alice", PASSWORD)
+    office = "good 203.0.113.8"
+    assert eventually(lambda: answer(live_server, OFFICE, owner, ip="203.0.113.8") == office)
+    old = (HOME, token)
+    assert answer(live_server, HOME, old) == "good 203.0.113.7"
+    assert answer(live_server, OFFICE, old) == "nohost"
+    assert live_server.addresses(OFFICE) == ["203.0.113.8"]
+    assert answer(live_server, HOME, (OFFICE, token)) == "badauth"
+
+    rotated = live_server.cli("host", "token", HOME)
+    assert (rotated.returncode, rotated.stderr) == (0, "")
+    new_token = token_from(rotated.stdout)
+    assert new_token != token
+
+    new = (HOME, new_token)
+    assert eventually(lambda: answer(live_server, HOME, new) == "nochg 203.0.113.7")
+    assert answer(live_server, HOME, old) == "badauth"
+    assert answer(live_server, HOME, new, ip="203.0.113.9") == "good 203.0.113.9"
+    assert live_server.addresses(HOME) == ["203.0.113.9"]
+
+    missing = live_server.cli("host", "token", "nothere.dyn.example.test")
+    assert missing.returncode == 1
+    assert "no host named" in one_line(missing.stderr)
+
+
+def test_host_add_refusals(cli: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    outside = cli("host", "add", "www.example.org", "--owner", "alice")
+    assert (outside.returncode, outside.stdout) == (1, "")
+    line = one_line(outside.stderr)
+    assert "www.example.org" in line
+    assert "dyn.example.test" in line
+    assert "public.example.net" in line
+
+    no_owner = cli("host", "add", HOME, "--owner", "alice")
+    assert no_owner.returncode == 1
+    assert "no user named 'alice'" in one_line(no_owner.stderr)
+
+    add_user(cli)
+    add_host(cli, HOME)
+    twice = cli("host", "add", HOME.upper(), "--owner", "alice")
+    assert twice.returncode == 1
+    assert f"host {HOME} already exists" in one_line(twice.stderr)
+
+    bad_name = cli("host", "add", "bad..dyn.example.test", "--owner", "alice")
+    assert bad_name.returncode == 1
+    one_line(bad_name.stderr)
+
+
+def test_host_list_shows_addresses_last_update_and_result(live_server: LiveServer) -> None:
+    add_user(live_server.cli)
+    add_host(live_server.cli, HOME)
+    add_host(live_server.cli, OFFICE)
+    before = live_server.cli("host", "list").stdout.splitlines()
+    assert before[0].split() == [
+        "HOST", "OWNER", "A", "AAAA", "LAST", "UPDATE", "LAST", "RESULT", "LAST", "SEEN", "NOCHG",
+    ]  # fmt: skip
+    assert before[1].split() == [HOME, "alice", "-", "-", "-", "-", "-", "0"]
+
+    auth = ("alice", PASSWORD)
+    query = f"hostname={HOME}&myip=203.0.113.7,2001:db8::7"
+    first = eventually(lambda: live_server.update(query, auth=auth).text.startswith("good"))
+    assert first
+    assert live_server.addresses(HOME, "AAAA") == ["2001:db8::7"]
+
+    rows = {line.split()[0]: line for line in live_server.cli("host", "list").stdout.splitlines()}
+    home = rows[HOME]
+    cells = home.split()
+    assert cells[:4] == [HOME, "alice", "203.0.113.7", "2001:db8::7"]
+    assert WHEN.search(home)
+    assert "good" in cells
+    assert rows[OFFICE].split()[:4] == [OFFICE, "alice", "-", "-"]
+
+
+def test_host_remove_takes_the_name_out_of_dns(live_server: LiveServer) -> None:
+    add_user(live_server.cli)
+    add_host(live_server.cli, HOME)
+    auth = ("alice", PASSWORD)
+    assert eventually(lambda: answer(live_server, HOME, auth) == "good 203.0.113.7")
+    assert live_server.addresses(HOME) == ["203.0.113.7"]
+
+    removed = live_server.cli("host", "remove", HOME)
+    assert (removed.returncode, removed.stderr) == (0, "")
+    assert removed.stdout.strip() == f"host {HOME} removed"
+
+    def gone() -> bool:
+        return live_server.dns_query(HOME).rcode() == dns.rcode.NXDOMAIN
+
+    assert eventually(gone)
+    assert live_server.dns_query(HOME, "AAAA").rcode() == dns.rcode.NXDOMAIN
+    assert answer(live_server, HOME, auth) == "nohost"
+    assert "no hosts yet" in live_server.cli("host", "list").stdout
+    assert "alice\t0 host(s)\t" in live_server.cli("user", "list").stdout
+
+    again = live_server.cli("host", "remove", HOME)
+    assert again.returncode == 1
+    assert "no host named" in one_line(again.stderr)
+
+
+# --- serve --------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 for both TCP and UDP (the DNS listens on both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+        return port
+    raise RuntimeError("no free port")
+
+
+class Serving:
+    def __init__(self, proc: subprocess.Popen[str], http_port: int, dns_port: int) -> None:
+        self.proc = proc
+        self.http_port = http_port
+        self.dns_port = dns_port
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def read_until(self, pattern: str, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no line matching {pattern!r} in {self.seen}") from None
+            if line is None:
+                raise AssertionError(f"serve ended without {pattern!r}: {self.seen}")
+            self.seen.append(line)
+            if re.search(pattern, line):
+                return line
+
+    def stop(self) -> int:
+        """SIGTERM, as systemd or docker stop sends it; the exit status."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=10)
+
+
+@contextmanager
+def serving(directory: Path, *args: str) -> Iterator[Serving]:
+    http_port, dns_port = free_port(), free_port()
+    while dns_port == http_port:
+        dns_port = free_port()
+    config = directory / "serve.toml"
+    config.write_text(
+        f'[server]\nlisten = "127.0.0.1:{http_port}"\n'
+        f'database = "sqlite+aiosqlite:///{directory / "serve.db"}"\n'
+        f'[dns]\nlisten = "127.0.0.1:{dns_port}"\n'
+    )
+    with (directory / "serve.log").open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nicupdate_server", "--config", str(config), "serve", *args],
+            cwd=directory,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+    try:
+        yield Serving(proc, http_port, dns_port)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+def test_serve_demo_works_in_one_minute(tmp_path: Path) -> None:
+    with serving(tmp_path, "--demo") as server:
+        server.read_until(r"^Demo account ready")
+        curl = server.read_until(r"^\s*curl ")
+        dig = server.read_until(r"^\s*dig ")
+        words = shlex.split(curl)
+        assert words[:2] == ["curl", "-u"]
+        user, _, password = words[2].partition(":")
+        url = words[3]
+        assert url == (
+            f"http://127.0.0.1:{server.http_port}/nic/update"
+            "?hostname=demo.dyn.example.test&myip=203.0.113.7"
+        )
+        assert shlex.split(dig) == [
+            "dig", "@127.0.0.1", "-p", str(server.dns_port), "demo.dyn.example.test", "A",
+        ]  # fmt: skip
+
+        def request() -> httpx.Response | None:
+            try:
+                return httpx.get(url, auth=(user, password), timeout=5)
+            except httpx.ConnectError:  # printed before the listener is up
+                return None
+
+        response = eventually(request, timeout=15)
+        assert response is not None, server.seen
+        assert (response.status_code, response.text) == (200, "good 203.0.113.7\n")
+
+        query = dns.message.make_query("demo.dyn.example.test", dns.rdatatype.A)
+        reply = dns.query.udp(query, "127.0.0.1", port=server.dns_port, timeout=3)
+        assert reply.rcode() == dns.rcode.NOERROR
+        assert [(rd.to_text(), rrset.ttl) for rrset in reply.answer for rd in rrset] == [
+            ("203.0.113.7", 60)
+        ]
+        assert server.stop() == 0
+
+
+def test_serve_with_an_empty_database_says_how_to_create_an_account(tmp_path: Path) -> None:
+    with serving(tmp_path) as server:
+        server.read_until(r"^No accounts yet")
+        server.read_until(r"user add alice")
+        server.read_until(r"host add home\.dyn\.example\.test --owner alice")
+        server.read_until(r"serve --demo")
+
+        def up() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{server.http_port}/healthz").is_success
+            except httpx.ConnectError:
+                return False
+
+        assert eventually(up, timeout=15)
+        assert server.stop() == 0
