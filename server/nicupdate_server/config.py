@@ -82,7 +82,7 @@ class ServerSettings(_Section):
     @classmethod
     def _networks(cls, value: Any) -> Any:
         if not isinstance(value, list | tuple):
-            raise ValueError("must be a list of CIDRs, e.g. [\"10.0.0.0/8\"]")
+            raise ValueError('must be a list of CIDRs, e.g. ["10.0.0.0/8"]')
         networks = []
         for item in value:
             try:
