@@ -20,19 +20,25 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from typing import Any, TypeVar
 
 from .names import InvalidName, normalize_fqdn
 
 ENV_PREFIX = "NICUPDATE_"
 DEFAULT_FILE = "nicupdate.toml"
 DEMO_ZONE = "dyn.example.test"
+_DEMO_ZONE_TABLE = {"name": DEMO_ZONE, "nameserver_addresses": ["127.0.0.1"]}
+LOG_LEVELS = ("debug", "info", "warning", "error")
+DATABASE_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+T = TypeVar("T")
+# A value parser: raises ValueError with a message for the user.
+Parse = Callable[[Any], Any]
 
 
 class ConfigError(Exception):
@@ -55,58 +61,161 @@ def parse_endpoint(value: str, default_port: int) -> tuple[str, int]:
     return host, int(port_text)
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+# -- value parsers ---------------------------------------------------------------------
 
 
-class ServerSettings(_Section):
-    listen: str = "127.0.0.1:8245"
-    database: str = "sqlite+aiosqlite:///nicupdate.db"
-    database_password_file: Path | None = None
-    trusted_proxies: tuple[IPNetwork, ...] = ()
-    realm: str = "nicupdate"
-    max_hosts_per_request: int = Field(default=20, ge=1, le=1000)
-    blocked_agents: tuple[str, ...] = ()
-    access_log: bool = False
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    # How often the running server looks for account and host changes made by the CLI.
-    reload_interval: float = Field(default=1.0, gt=0, le=3600)
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string (got {value!r})")
+    return value
 
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: str) -> str:
-        parse_endpoint(value, 8245)
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false (got {value!r})")
+    return value
+
+
+def _number(low: float, high: float, *, integer: bool) -> Parse:
+    def parse(value: Any) -> Any:
+        kinds = (int,) if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            raise ValueError(f"must be {'an integer' if integer else 'a number'} (got {value!r})")
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low:g} and {high:g} (got {value!r})")
         return value
 
-    @field_validator("trusted_proxies", mode="before")
-    @classmethod
-    def _networks(cls, value: Any) -> Any:
+    return parse
+
+
+def _choice(options: tuple[str, ...]) -> Parse:
+    def parse(value: Any) -> str:
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)} (got {value!r})")
+        return str(value)
+
+    return parse
+
+
+def _list_of(item: Callable[[Any], T], what: str, *, non_empty: bool = False) -> Parse:
+    def parse(value: Any) -> tuple[T, ...]:
         if not isinstance(value, list | tuple):
-            raise ValueError('must be a list of CIDRs, e.g. ["10.0.0.0/8"]')
-        networks = []
-        for item in value:
-            try:
-                networks.append(ipaddress.ip_network(str(item), strict=False))
-            except ValueError:
-                raise ValueError(f"{item!r} is not an address or network (CIDR)") from None
-        return tuple(networks)
+            raise ValueError(f"must be a list of {what} (got {value!r})")
+        if non_empty and not value:
+            raise ValueError(f"needs at least one of {what}")
+        return tuple(item(entry) for entry in value)
 
-    @field_validator("database")
-    @classmethod
-    def _database(cls, value: str) -> str:
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
+    return parse
 
+
+def _endpoint(default_port: int) -> Parse:
+    def parse(value: Any) -> str:
+        parse_endpoint(_string(value), default_port)
+        return str(value)
+
+    return parse
+
+
+def _fqdn(value: Any) -> str:
+    try:
+        return normalize_fqdn(_string(value))
+    except InvalidName as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _network(value: Any) -> IPNetwork:
+    try:
+        return ipaddress.ip_network(str(value), strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an address or network (CIDR)") from None
+
+
+def _address(value: Any) -> IPAddress:
+    try:
+        return ipaddress.ip_address(str(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address") from None
+
+
+def _path(value: Any) -> Path:
+    return Path(_string(value))
+
+
+def _database(value: Any) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(_string(value))
+    except (ArgumentError, ValueError):  # the URL may hold a password: never echo it
+        raise ValueError("not a database URL (e.g. sqlite+aiosqlite:///nicupdate.db)") from None
+    if url.drivername not in DATABASE_DRIVERS:
+        raise ValueError(
+            f"driver {url.drivername!r} is not supported: "
+            "use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB"
+        )
+    return str(value)
+
+
+def _rname(value: Any) -> str:
+    text = _string(value)
+    try:  # hostmaster@example.com is accepted too
+        return normalize_fqdn(text.replace("@", ".", 1))
+    except InvalidName:
+        raise ValueError(f"{text!r} is not a mailbox name (hostmaster.example.com)") from None
+
+
+def _key(default: Any, parse: Parse) -> Any:
+    """A dataclass field with its default and the parser that reads it from TOML."""
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata={"parse": parse})
+    return field(default=default, metadata={"parse": parse})
+
+
+def _required(parse: Parse) -> Any:
+    return field(metadata={"parse": parse})
+
+
+def _build(cls: type[T], raw: Any, where: str) -> T:
+    """Build the dataclass ``cls`` from a TOML table, naming the key of any problem."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a table (got {raw!r})")
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"{where + '.' if where else ''}{key}: unknown key")
+    values: dict[str, Any] = {}
+    for name, spec in known.items():
+        path = f"{where}.{name}" if where else name
+        if name not in raw:
+            if spec.default is MISSING and spec.default_factory is MISSING:
+                raise ConfigError(f"{path}: missing (required)")
+            continue
         try:
-            url = make_url(value)
-        except ArgumentError:
-            raise ValueError("not a database URL (e.g. sqlite+aiosqlite:///nicupdate.db)") from None
-        if url.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
-            raise ValueError(
-                f"driver {url.drivername!r} is not supported: "
-                "use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB"
-            )
-        return value
+            values[name] = spec.metadata["parse"](raw[name])
+        except ConfigError:
+            raise
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    return cls(**values)
+
+
+# -- the sections ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    listen: str = _key("127.0.0.1:8245", _endpoint(8245))
+    database: str = _key("sqlite+aiosqlite:///nicupdate.db", _database)
+    database_password_file: Path | None = _key(None, _path)
+    trusted_proxies: tuple[IPNetwork, ...] = _key((), _list_of(_network, "CIDRs"))
+    realm: str = _key("nicupdate", _string)
+    max_hosts_per_request: int = _key(20, _number(1, 1000, integer=True))
+    blocked_agents: tuple[str, ...] = _key((), _list_of(_string, "strings"))
+    access_log: bool = _key(False, _boolean)
+    log_level: str = _key("info", _choice(LOG_LEVELS))
+    # How often the running server looks for account and host changes made by the CLI.
+    reload_interval: float = _key(1.0, _number(0.01, 3600, integer=False))
 
     @property
     def endpoint(self) -> tuple[str, int]:
@@ -121,110 +230,74 @@ class ServerSettings(_Section):
         secret = read_secret_file(self.database_password_file, "server.database_password_file")
         return make_url(self.database).set(password=secret).render_as_string(hide_password=False)
 
+    def __repr__(self) -> str:  # the database URL may hold a password
+        from sqlalchemy.engine import make_url
 
-class DnsSettings(_Section):
-    enabled: bool = True
-    listen: str = "127.0.0.1:5353"
+        shown = make_url(self.database).render_as_string(hide_password=True)
+        return f"ServerSettings(listen={self.listen!r}, database={shown!r}, ...)"
 
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: str) -> str:
-        parse_endpoint(value, 53)
-        return value
+
+@dataclass(frozen=True, slots=True)
+class DnsSettings:
+    enabled: bool = _key(True, _boolean)
+    listen: str = _key("127.0.0.1:5353", _endpoint(53))
 
     @property
     def endpoint(self) -> tuple[str, int]:
         return parse_endpoint(self.listen, 53)
 
 
-class ZoneSettings(_Section):
-    name: str
-    backend: str = "builtin"
-    ttl: int = Field(default=60, ge=1, le=86400)
-    public_only: bool = False
+@dataclass(frozen=True, slots=True)
+class ZoneSettings:
+    name: str = _required(_fqdn)
+    backend: str = _key("builtin", _string)
+    ttl: int = _key(60, _number(1, 86400, integer=True))
+    public_only: bool = _key(False, _boolean)
     # NS records at the apex; default: ns.<zone>.
-    nameservers: tuple[str, ...] = ()
+    nameservers: tuple[str, ...] = _key((), _list_of(_fqdn, "host names"))
     # Addresses served for the nameserver names that lie inside the zone (glue).
-    nameserver_addresses: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = ()
-    soa_rname: str = ""
+    nameserver_addresses: tuple[IPAddress, ...] = _key((), _list_of(_address, "IP addresses"))
+    soa_rname: str = _key("", _rname)
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        try:
-            return normalize_fqdn(value)
-        except InvalidName as exc:
-            raise ValueError(str(exc)) from None
-
-    @field_validator("nameserver_addresses", mode="before")
-    @classmethod
-    def _addresses(cls, value: Any) -> Any:
-        if not isinstance(value, list | tuple):
-            raise ValueError("must be a list of IP addresses")
-        addresses = []
-        for item in value:
-            try:
-                addresses.append(ipaddress.ip_address(str(item)))
-            except ValueError:
-                raise ValueError(f"{item!r} is not an IP address") from None
-        return tuple(addresses)
-
-    @field_validator("nameservers")
-    @classmethod
-    def _nameservers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        try:
-            return tuple(normalize_fqdn(item) for item in value)
-        except InvalidName as exc:
-            raise ValueError(str(exc)) from None
-
-    @field_validator("soa_rname")
-    @classmethod
-    def _rname(cls, value: str) -> str:
-        if not value:
-            return value
-        mailbox = value.replace("@", ".", 1)  # hostmaster@example.com is accepted too
-        try:
-            return normalize_fqdn(mailbox)
-        except InvalidName:
-            raise ValueError(f"{value!r} is not a mailbox name (hostmaster.example.com)") from None
-
-    @model_validator(mode="after")
-    def _defaults(self) -> ZoneSettings:
+    def __post_init__(self) -> None:
         if not self.nameservers:
             object.__setattr__(self, "nameservers", (f"ns.{self.name}",))
         if not self.soa_rname:
             object.__setattr__(self, "soa_rname", f"hostmaster.{self.name}")
-        return self
 
 
-def _default_zones() -> tuple[ZoneSettings, ...]:
-    return (
-        ZoneSettings(
-            name=DEMO_ZONE,
-            nameserver_addresses=(ipaddress.IPv4Address("127.0.0.1"),),
-        ),
+def _zones(value: Any) -> tuple[ZoneSettings, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError("must be a list of at least one [[zones]] table")
+    return tuple(_build(ZoneSettings, table, f"zones[{i}]") for i, table in enumerate(value))
+
+
+def _backends(value: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(value, dict) or not all(isinstance(t, dict) for t in value.values()):
+        raise ValueError("must hold one [backends.NAME] table per backend")
+    return {str(name): dict(table) for name, table in value.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerSettings = _key(ServerSettings(), lambda v: _build(ServerSettings, v, "server"))
+    dns: DnsSettings = _key(DnsSettings(), lambda v: _build(DnsSettings, v, "dns"))
+    zones: tuple[ZoneSettings, ...] = _key(
+        (_build(ZoneSettings, _DEMO_ZONE_TABLE, "zones[0]"),), _zones
     )
+    backends: Mapping[str, Mapping[str, Any]] = _key({}, _backends)
 
-
-class Config(_Section):
-    server: ServerSettings = ServerSettings()
-    dns: DnsSettings = DnsSettings()
-    zones: tuple[ZoneSettings, ...] = Field(default_factory=_default_zones, min_length=1)
-    backends: Mapping[str, Mapping[str, Any]] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _check_zones(self) -> Config:
+    def __post_init__(self) -> None:
         seen: set[str] = set()
         for index, zone in enumerate(self.zones):
             if zone.name in seen:
-                raise ValueError(f"zones[{index}].name: zone {zone.name!r} is listed twice")
+                raise ConfigError(f"zones[{index}].name: zone {zone.name!r} is listed twice")
             seen.add(zone.name)
             if zone.backend != "builtin" and zone.backend not in self.backends:
-                raise ValueError(
+                raise ConfigError(
                     f"zones[{index}].backend: no backend named {zone.backend!r} "
-                    '(use "builtin" or define [backends.' + zone.backend + "])"
+                    f'(use "builtin" or define [backends.{zone.backend}])'
                 )
-        return self
 
     def zone_for(self, fqdn: str) -> ZoneSettings | None:
         """The most specific configured zone that contains ``fqdn``."""
@@ -280,31 +353,6 @@ def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
             raise ConfigError(f"{name}: {'.'.join(path[:-1])} is not a table")
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += ("." if text else "") + part
-    return text or "(top level)"
-
-
-def _format_error(exc: ValidationError) -> str:
-    error = exc.errors(include_url=False)[0]
-    where = _location(tuple(error["loc"]))
-    if error["type"] == "extra_forbidden":
-        return f"{where}: unknown key"
-    message = error["msg"].removeprefix("Value error, ")
-    if message.startswith("zones["):  # already names the key
-        return message
-    given = error.get("input")
-    shown = f" (got {given!r})" if isinstance(given, str | int | float | bool) else ""
-    if where == "server.database":  # a URL may hold a password: never echo it
-        shown = ""
-    return f"{where}: {message}{shown}"
-
-
 def find_config_file(explicit: str | None, environ: Mapping[str, str]) -> Path | None:
     if explicit:
         return Path(explicit)
@@ -331,13 +379,12 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     if "zones" not in raw and any(k.startswith(ENV_PREFIX + "ZONES__") for k in environ):
-        # Overriding the built-in demo zone: start from it.
-        raw["zones"] = [zone.model_dump(mode="json") for zone in _default_zones()]
+        raw["zones"] = [dict(_DEMO_ZONE_TABLE)]  # overriding the built-in demo zone
     _apply_env(raw, environ)
     try:
-        config = Config.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_format_error(exc) + where) from None
+        config = _build(Config, raw, "")
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}{where}") from None
     if config.server.database_password_file is not None:
         read_secret_file(config.server.database_password_file, "server.database_password_file")
     return config

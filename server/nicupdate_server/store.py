@@ -208,21 +208,23 @@ class Writer:
         serials: Mapping[str, int],
         now: datetime,
     ) -> None:
-        rows: list[dict[str, Any]] = []
-        for plan in writes:
-            if not plan.new:
-                continue
+        # One statement per kind of write for the whole batch: each is one round trip.
+        replaced = [
+            {"host": plan.update.host.id, "type": rtype} for plan in writes for rtype in plan.new
+        ]
+        if replaced:
             await conn.execute(
                 delete(_records).where(
-                    _records.c.host_id == plan.update.host.id,
-                    _records.c.rtype.in_(list(plan.new)),
-                )
+                    _records.c.host_id == bindparam("host"), _records.c.rtype == bindparam("type")
+                ),
+                replaced,
             )
-            rows.extend(
-                {"host_id": plan.update.host.id, "rtype": rtype, "address": address}
-                for rtype, addresses in plan.new.items()
-                for address in addresses
-            )
+        rows = [
+            {"host_id": plan.update.host.id, "rtype": rtype, "address": address}
+            for plan in writes
+            for rtype, addresses in plan.new.items()
+            for address in addresses
+        ]
         if rows:
             await conn.execute(insert(_records), rows)
         await conn.execute(
