@@ -214,7 +214,3 @@ class Admin:
                 )
                 for host, owner in hosts
             ]
-
-    async def has_users(self) -> bool:
-        async with self._sessions() as session:
-            return await session.scalar(select(func.count()).select_from(User)) != 0

@@ -184,16 +184,19 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
             f"  dig @{dns_host} -p {dns_port} {fqdn} A\n",
             flush=True,
         )
-    elif not _run(_with_admin(config, lambda a: a.has_users())):
-        print(
-            f"No accounts yet. Create one and a host, in another terminal:\n"
-            f"  {PROG} user add alice\n"
-            f"  {PROG} host add home.{config.zones[0].name} --owner alice\n"
-            f"(or start with `{PROG} serve --demo` to get a ready-made demo account)\n",
-            flush=True,
-        )
+
+    def explain_if_empty(started: Runtime) -> None:
+        if not started.state.users:
+            print(
+                f"No accounts yet. Create one and a host, in another terminal:\n"
+                f"  {PROG} user add alice\n"
+                f"  {PROG} host add home.{config.zones[0].name} --owner alice\n"
+                f"(or start with `{PROG} serve --demo` to get a ready-made demo account)\n",
+                flush=True,
+            )
+
     try:
-        _run(serve(runtime))
+        _run(serve(runtime, explain_if_empty))
     except KeyboardInterrupt:
         pass
     return 0

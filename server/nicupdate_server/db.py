@@ -36,9 +36,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_engine(url: str) -> AsyncEngine:
-    engine = create_async_engine(url, pool_pre_ping=url.startswith("postgresql"))
-    if make_url(url).get_backend_name() == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    if make_url(url).get_backend_name() != "sqlite":
+        return create_async_engine(url, pool_pre_ping=True)
+    # SQLite has one writer at a time anyway, and the server writes from one task:
+    # one connection (one aiosqlite thread, one page cache) serves it all.
+    engine = create_async_engine(url, pool_size=1, max_overflow=0)
+    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
 
 

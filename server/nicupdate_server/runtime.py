@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvicorn
@@ -189,10 +189,12 @@ def setup_logging(level: str) -> None:
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
 
 
-async def serve(runtime: Runtime) -> None:
-    """Run until SIGINT/SIGTERM."""
+async def serve(runtime: Runtime, on_started: Callable[[Runtime], None] | None = None) -> None:
+    """Run until SIGINT/SIGTERM; ``on_started`` is called once the state is loaded."""
     await runtime.start()
     try:
+        if on_started is not None:
+            on_started(runtime)
         server = http_server(runtime)
         settings = runtime.config
         zones = ", ".join(f"{z.name} ({z.backend})" for z in settings.zones)
