@@ -1,0 +1,637 @@
+"""Throughput and memory of the update server, against a bare Starlette route.
+
+Run: ``python tests/benchmarks/bench_update.py [--duration SECONDS] [--quick]``
+
+In one run, on free 127.0.0.1 ports and a temporary directory, it:
+
+1. creates a configuration, one account (through the CLI) and 1,000 hosts
+   ``h0000..h0999.dyn.example.test`` (through :class:`nicupdate_server.admin.Admin`);
+2. measures a bare Starlette plain-text route on one uvicorn worker (uvloop,
+   httptools, no access log): the ceiling on this machine;
+3. starts ``python -m nicupdate_server --config PATH serve`` and reads its resident
+   memory when idle;
+4. measures authenticated ``nochg`` answers (one host, one unchanged address);
+5. measures ``good`` updates cycling over the 1,000 hosts, each request with a new
+   address (every one committed to SQLite before its answer), then asks the built-in
+   DNS whether a few hosts serve the last address sent;
+6. reads the resident memory again and prints a summary with the targets of issue 2:
+   ``nochg`` >= 50% of the ceiling, ``good`` >= 10%, idle memory < 60 MB.
+
+Load comes from ``wrk -t1 -c64 -d<duration>s --latency`` (``apt-get install wrk``).
+Timings are printed, never asserted: the exit status is non-zero only when something
+failed to run or answered wrongly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+HOSTS = 1000
+ZONE = "dyn.example.test"
+USER = "bench"
+PASSWORD = "bench-password-0123"
+NOCHG_HOST = f"h0000.{ZONE}"
+NOCHG_ADDRESS = "203.0.113.7"
+CONNECTIONS = 64
+WARMUP_SECONDS = 1
+STARTUP_TIMEOUT = 30.0
+# Other processes using more than this share of the CPUs during a phase disturb it.
+BUSY_SHARE = 0.10
+
+TARGET_NOCHG = 0.50
+TARGET_GOOD = 0.10
+TARGET_IDLE_MB = 60.0
+
+CONFIG = """\
+[server]
+listen = "127.0.0.1:{http_port}"
+database = "sqlite+aiosqlite:///{database}"
+access_log = false
+log_level = "warning"
+
+[dns]
+listen = "127.0.0.1:{dns_port}"
+
+[[zones]]
+name = "{zone}"
+backend = "builtin"
+ttl = 60
+"""
+
+BARE_APP = """\
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+app = Starlette(routes=[Route("/", lambda r: PlainTextResponse("ok"))])
+"""
+
+# wrk script for the `good` phase. Request n goes to host n % 1000 with address
+# number n // 1000 (see address_for below, which must agree): consecutive requests
+# for one host always carry different addresses. response() counts every answer
+# that is not HTTP 200 with a body starting "good"; done() reports the counts.
+GOOD_LUA = """\
+local hosts = {hosts}
+local n = 0
+bad = 0
+generated = 0
+sample = ""
+
+local function address(cycle)
+  local a = cycle % 508
+  if a < 254 then
+    return "198.51.100." .. (a + 1)
+  end
+  return "203.0.113." .. (a - 253)
+end
+
+request = function()
+  local host = n % hosts
+  local cycle = math.floor(n / hosts)
+  n = n + 1
+  generated = n
+  local path = string.format(
+    "/nic/update?hostname=h%04d.{zone}&myip=%s", host, address(cycle))
+  return wrk.format(nil, path)
+end
+
+response = function(status, headers, body)
+  if status ~= 200 or string.sub(body, 1, 4) ~= "good" then
+    bad = bad + 1
+    if sample == "" then
+      sample = status .. " " .. string.gsub(body, "%s+$", "")
+    end
+  end
+end
+
+local threads = {{}}
+
+setup = function(thread)
+  table.insert(threads, thread)
+end
+
+done = function(summary, latency, requests)
+  local total_bad, total_generated, first = 0, 0, ""
+  for _, thread in ipairs(threads) do
+    total_bad = total_bad + thread:get("bad")
+    total_generated = total_generated + thread:get("generated")
+    if first == "" then
+      first = thread:get("sample")
+    end
+  end
+  io.write(string.format("BENCH generated=%d bad=%d sample=%s\\n",
+                         total_generated, total_bad, first))
+end
+"""
+
+
+def address_for(cycle: int) -> str:
+    """The address the Lua script sends in round ``cycle`` over the hosts."""
+    a = cycle % 508
+    return f"198.51.100.{a + 1}" if a < 254 else f"203.0.113.{a - 253}"
+
+
+class BenchError(Exception):
+    """Something failed to run; printed as one line, exit status 1."""
+
+
+@dataclass
+class WrkResult:
+    requests_per_s: float
+    requests: int
+    p50_ms: float | None
+    p99_ms: float | None
+    non_2xx: int
+    socket_errors: str
+    output: str
+    server_cpu: float = 0.0  # CPU seconds of the server per second of load (1.0 = one core)
+    other_cpu: float = 0.0  # share of all CPUs used by processes other than server and wrk
+
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def _latency_ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if not match:
+        raise BenchError(f"cannot read wrk latency {text!r}")
+    return float(match.group(1)) * _UNITS_MS[match.group(2)]
+
+
+def parse_wrk(output: str) -> WrkResult:
+    rate = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
+    count = re.search(r"^\s*(\d+) requests in ", output, re.M)
+    if not rate or not count:
+        raise BenchError(f"cannot read wrk's output:\n{output}")
+    percentiles = dict(re.findall(r"^\s+(50|99)(?:\.0+)?%\s+(\S+)", output, re.M))
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    errors = re.search(r"Socket errors:\s*(.+)", output)
+    return WrkResult(
+        requests_per_s=float(rate.group(1)),
+        requests=int(count.group(1)),
+        p50_ms=_latency_ms(percentiles["50"]) if "50" in percentiles else None,
+        p99_ms=_latency_ms(percentiles["99"]) if "99" in percentiles else None,
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=errors.group(1).strip() if errors else "",
+        output=output,
+    )
+
+
+def _cpu_sample(pid: int) -> tuple[float, float, float, float]:
+    """(wall clock, busy CPU seconds of the machine, of the server, of us and our waited
+    children, which include every finished wrk)."""
+    import resource
+
+    import psutil
+
+    total = psutil.cpu_times()
+    # Time in processes (guest time is already part of user); interrupt time, mostly
+    # the loopback traffic of the benchmark itself, is left out.
+    busy = total.user + total.nice + total.system + getattr(total, "steal", 0.0)
+    server = psutil.Process(pid).cpu_times()
+    ours = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        ours += usage.ru_utime + usage.ru_stime
+    return time.monotonic(), busy, server.user + server.system, ours
+
+
+def run_wrk(
+    url: str,
+    duration: int,
+    server_pid: int,
+    *,
+    auth: str | None = None,
+    script: Path | None = None,
+) -> WrkResult:
+    command = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration}s", "--latency"]
+    if auth:
+        command += ["-H", f"Authorization: {auth}"]
+    if script:
+        command += ["-s", str(script)]
+    command.append(url)
+    before = _cpu_sample(server_pid)
+    try:
+        proc = subprocess.run(
+            command, capture_output=True, text=True, timeout=duration + 60, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"wrk did not finish: {' '.join(command)}") from None
+    if proc.returncode != 0:
+        raise BenchError(f"wrk failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout}")
+    after = _cpu_sample(server_pid)
+    result = parse_wrk(proc.stdout)
+    wall, busy, server, ours = (a - b for a, b in zip(after, before, strict=True))
+    result.server_cpu = server / wall
+    result.other_cpu = max(0.0, busy - server - ours) / (wall * (os.cpu_count() or 1))
+    return result
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 for both TCP and UDP (the built-in DNS needs both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = int(tcp.getsockname()[1])
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                    udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise BenchError("no free port on 127.0.0.1")
+
+
+def child_env() -> dict[str, str]:
+    """The environment for the children, without NICUPDATE_* overrides of ours."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("NICUPDATE_")}
+
+
+def http_get(url: str, auth: str | None = None, timeout: float = 5.0) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers={"Authorization": auth} if auth else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode("utf-8", "replace")
+
+
+class Processes:
+    """Children started by the benchmark; all of them stopped in :meth:`stop_all`."""
+
+    def __init__(self, logs: Path) -> None:
+        self._logs = logs
+        self._procs: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+
+    def start(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
+        log = self._logs / f"{name}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=child_env(),
+                cwd=self._logs,
+            )
+        self._procs[name] = (proc, log)
+        return proc
+
+    def wait_http(self, name: str, url: str) -> None:
+        proc, log = self._procs[name]
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise BenchError(f"{name} exited ({proc.returncode}) at start-up:\n{tail(log)}")
+            with contextlib.suppress(OSError):
+                status, _ = http_get(url, timeout=1.0)
+                if status == 200:
+                    return
+            time.sleep(0.1)
+        raise BenchError(f"{name} did not answer {url} within {STARTUP_TIMEOUT:.0f} s")
+
+    def stop(self, name: str) -> None:
+        proc, log = self._procs.pop(name)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        text = log.read_text(errors="replace")
+        if "Traceback" in text:
+            print(f"note: {name} logged a traceback:\n{tail(log)}", file=sys.stderr)
+
+    def stop_all(self) -> None:
+        for name in list(self._procs):
+            with contextlib.suppress(Exception):
+                self.stop(name)
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def rss_mb(pid: int) -> float:
+    import psutil
+
+    return float(psutil.Process(pid).memory_info().rss) / (1024 * 1024)
+
+
+async def _add_hosts(config_path: Path) -> None:
+    from nicupdate_server.admin import Admin
+    from nicupdate_server.config import load_config
+    from nicupdate_server.db import create_engine, ensure_schema
+
+    config = load_config(config_path, environ={})
+    url = config.server.database_url()
+    engine = create_engine(url)
+    try:
+        await ensure_schema(engine, url)
+        admin = Admin(engine, config)
+        for index in range(HOSTS):
+            await admin.add_host(f"h{index:04d}.{ZONE}", USER)
+    finally:
+        await engine.dispose()
+
+
+def set_up(work: Path) -> tuple[Path, int, int]:
+    """Config, account (CLI) and hosts (Admin API); returns (config, HTTP port, DNS port)."""
+    http_port, dns_port = free_port(), free_port()
+    while dns_port == http_port:
+        dns_port = free_port()
+    config_path = work / "nicupdate.toml"
+    config_path.write_text(
+        CONFIG.format(http_port=http_port, dns_port=dns_port, database=work / "bench.db", zone=ZONE)
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nicupdate_server",
+            "--config",
+            str(config_path),
+            "user",
+            "add",
+            USER,
+            "--password-stdin",
+        ],
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        cwd=work,
+        timeout=120,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise BenchError(f"user add failed: {proc.stderr.strip() or proc.stdout.strip()}")
+    started = time.monotonic()
+    asyncio.run(_add_hosts(config_path))
+    print(f"set-up: user {USER!r} and {HOSTS} hosts in {time.monotonic() - started:.1f} s")
+    return config_path, http_port, dns_port
+
+
+def dns_a(fqdn: str, port: int) -> list[str]:
+    import dns.message
+    import dns.query
+    import dns.rdatatype
+
+    query = dns.message.make_query(fqdn, dns.rdatatype.A)
+    answer = dns.query.udp(query, "127.0.0.1", port=port, timeout=3)
+    return sorted(
+        rdata.to_text()
+        for rrset in answer.answer
+        if rrset.rdtype == dns.rdatatype.A
+        for rdata in rrset
+    )
+
+
+def check_dns(generated: int, dns_port: int, samples: int = 5) -> list[str]:
+    """Problems found: hosts whose DNS answer is not the last address sent to them.
+
+    The last few requests may still have been in flight when wrk stopped, so the
+    sample is taken among hosts whose last request left well before the end."""
+    problems = []
+    if generated < 2 * CONNECTIONS + samples:
+        return [f"only {generated} requests were generated: too few to check"]
+    newest = generated - 1 - 2 * CONNECTIONS  # index of the newest request to check
+    oldest = max(0, generated - HOSTS)  # every host's last request is at or after this
+    step = max(1, (newest - oldest) // samples)
+    for index in range(newest, oldest - 1, -step)[:samples]:
+        host = index % HOSTS
+        fqdn = f"h{host:04d}.{ZONE}"
+        expected = [address_for(index // HOSTS)]
+        served = dns_a(fqdn, dns_port)
+        if served != expected:
+            problems.append(f"{fqdn}: DNS serves {served}, the last address sent was {expected}")
+    return problems
+
+
+def pct(value: float, ceiling: float) -> float:
+    return 100.0 * value / ceiling if ceiling else 0.0
+
+
+def latency(result: WrkResult) -> str:
+    def ms(value: float | None) -> str:
+        return "?" if value is None else f"{value:.2f}"
+
+    return f"p50 {ms(result.p50_ms)} ms, p99 {ms(result.p99_ms)} ms"
+
+
+def met(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+@contextlib.contextmanager
+def work_directory(keep: bool) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="nicupdate-bench-"))
+    try:
+        yield path
+    finally:
+        if keep:
+            print(f"kept {path}")
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, work: Path) -> int:
+    duration = args.duration
+    processes = Processes(work)
+    failures: list[str] = []
+    try:
+        config_path, http_port, dns_port = set_up(work)
+        base = f"http://127.0.0.1:{http_port}"
+        auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+
+        # The ceiling: a bare Starlette route, run alone.
+        (work / "bench_bare_app.py").write_text(BARE_APP)
+        bare_port = free_port()
+        bare_proc = processes.start(
+            "bare",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bench_bare_app:app",
+                "--app-dir",
+                str(work),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(bare_port),
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--no-access-log",
+                "--no-server-header",  # nicupdate sends none either
+                "--log-level",
+                "warning",
+            ],
+        )
+        bare_url = f"http://127.0.0.1:{bare_port}/"
+        processes.wait_http("bare", bare_url)
+        time.sleep(1.0)
+        bare_idle_mb = rss_mb(bare_proc.pid)
+        run_wrk(bare_url, WARMUP_SECONDS, bare_proc.pid)
+        print(f"bare starlette: {duration} s of wrk ...", flush=True)
+        bare = run_wrk(bare_url, duration, bare_proc.pid)
+        processes.stop("bare")
+
+        server = processes.start(
+            "nicupdate",
+            [sys.executable, "-m", "nicupdate_server", "--config", str(config_path), "serve"],
+        )
+        processes.wait_http("nicupdate", f"{base}/healthz")
+        time.sleep(1.0)
+        idle_mb = rss_mb(server.pid)
+
+        nochg_url = f"{base}/nic/update?hostname={NOCHG_HOST}&myip={NOCHG_ADDRESS}"
+        status, body = http_get(nochg_url, auth)
+        if status != 200 or body.strip() != f"good {NOCHG_ADDRESS}":
+            raise BenchError(f"first update answered {status} {body.strip()!r}, not good")
+        status, body = http_get(nochg_url, auth)
+        if status != 200 or body.strip() != f"nochg {NOCHG_ADDRESS}":
+            raise BenchError(f"repeated update answered {status} {body.strip()!r}, not nochg")
+        run_wrk(nochg_url, WARMUP_SECONDS, server.pid, auth=auth)
+        print(f"nochg: {duration} s of wrk ...", flush=True)
+        nochg = run_wrk(nochg_url, duration, server.pid, auth=auth)
+        status, body = http_get(nochg_url, auth)
+        if status != 200 or body.strip() != f"nochg {NOCHG_ADDRESS}":
+            failures.append(f"after the nochg load the answer was {status} {body.strip()!r}")
+
+        script = work / "good.lua"
+        script.write_text(GOOD_LUA.format(hosts=HOSTS, zone=ZONE))
+        print(f"good: {duration} s of wrk over {HOSTS} hosts ...", flush=True)
+        good = run_wrk(f"{base}/nic/update", duration, server.pid, auth=auth, script=script)
+        counts = re.search(r"^BENCH generated=(\d+) bad=(\d+) sample=(.*)$", good.output, re.M)
+        if not counts:
+            raise BenchError(f"the wrk script reported no counts:\n{good.output}")
+        generated, bad, bad_sample = int(counts.group(1)), int(counts.group(2)), counts.group(3)
+        time.sleep(0.5)  # let requests still in flight when wrk stopped finish
+        dns_problems = check_dns(generated, dns_port)
+        failures += dns_problems
+        if server.poll() is not None:
+            raise BenchError(f"the server exited during the run ({server.returncode})")
+        after_mb = rss_mb(server.pid)
+        processes.stop("nicupdate")
+    finally:
+        processes.stop_all()
+
+    ceiling = bare.requests_per_s
+    nochg_share = pct(nochg.requests_per_s, ceiling)
+    good_share = pct(good.requests_per_s, ceiling)
+    width = 26
+    print()
+    print(f"wrk -t1 -c{CONNECTIONS} -d{duration}s --latency, {os.cpu_count()} CPUs")
+    print(f"{'bare starlette ceiling':<{width}}{bare.requests_per_s:>9.0f} req/s  {latency(bare)}")
+    print(
+        f"{'nochg (authenticated)':<{width}}{nochg.requests_per_s:>9.0f} req/s  {latency(nochg)}"
+        f"  ({nochg_share:.0f}% of ceiling; target >= {TARGET_NOCHG:.0%}: "
+        f"{met(nochg_share >= 100 * TARGET_NOCHG)})"
+    )
+    print(
+        f"{f'good ({HOSTS:,} hosts)':<{width}}{good.requests_per_s:>9.0f} req/s  {latency(good)}"
+        f"  ({good_share:.0f}% of ceiling; target >= {TARGET_GOOD:.0%}: "
+        f"{met(good_share >= 100 * TARGET_GOOD)})"
+    )
+    print(
+        f"{'RSS idle / after load':<{width}}{idle_mb:>6.1f} MB / {after_mb:.1f} MB"
+        f"  (target idle < {TARGET_IDLE_MB:.0f} MB: {met(idle_mb < TARGET_IDLE_MB)}; "
+        f"bare starlette idle {bare_idle_mb:.1f} MB)"
+    )
+    print(
+        f"{'good answers checked':<{width}}{good.requests} answered, {bad} not 'good'"
+        + (f" (first: {bad_sample})" if bad else "")
+        + f"; DNS serves the last address sent: {'yes' if not dns_problems else 'NO'}"
+    )
+    phases = (("bare", bare), ("nochg", nochg), ("good", good))
+    print(
+        "server CPU during the load (1.0 = one core): "
+        + ", ".join(f"{name} {result.server_cpu:.2f}" for name, result in phases)
+    )
+    busy = [(name, result.other_cpu) for name, result in phases if result.other_cpu > BUSY_SHARE]
+    if busy:
+        print(
+            "WARNING: other processes used the CPUs during "
+            + ", ".join(f"{name} ({share:.0%} of all CPUs)" for name, share in busy)
+            + ": those figures are low; run again on a quiet machine"
+        )
+    for name, result in phases:
+        if result.non_2xx or result.socket_errors:
+            print(
+                f"  {name}: {result.non_2xx} non-2xx answers"
+                + (f", socket errors: {result.socket_errors}" if result.socket_errors else "")
+            )
+    for problem in failures:
+        print(f"FAILED: {problem}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--duration", type=int, default=None, help="seconds of load per phase (default 10)"
+    )
+    parser.add_argument("--quick", action="store_true", help="3 seconds per phase (for CI)")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary directory (config, logs, db)"
+    )
+    args = parser.parse_args(argv)
+    if args.duration is None:
+        args.duration = 3 if args.quick else 10
+    if args.duration < 1:
+        parser.error("--duration must be at least 1 second")
+    if shutil.which("wrk") is None:
+        print(
+            "bench_update: wrk is not installed; install it with `apt-get install wrk` "
+            "(Debian/Ubuntu) and run again",
+            file=sys.stderr,
+        )
+        return 2
+    missing = [m for m in ("psutil", "dns", "nicupdate_server") if not _importable(m)]
+    if missing:
+        print(
+            f"bench_update: missing Python package(s) {', '.join(missing)}: "
+            "pip install -e '.[server,test]'",
+            file=sys.stderr,
+        )
+        return 2
+    with work_directory(args.keep) as work:
+        try:
+            return run(args, work)
+        except BenchError as exc:
+            print(f"bench_update: {exc}", file=sys.stderr)
+            return 1
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
