@@ -37,7 +37,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def create_engine(url: str) -> AsyncEngine:
     if make_url(url).get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_pre_ping=True)
+        try:
+            return create_async_engine(url, pool_pre_ping=True)
+        except ImportError as exc:
+            raise DatabaseError(
+                f"{describe(url)} needs the {exc.name} driver: "
+                "pip install 'nicupdate[server,postgres]'"
+            ) from None
     # SQLite has one writer at a time anyway, and the server writes from one task:
     # one connection (one aiosqlite thread, one page cache) serves it all.
     engine = create_async_engine(url, pool_size=1, max_overflow=0)

@@ -142,3 +142,17 @@ def test_unreachable_postgres_is_one_line_without_the_password(tmp_path: Path) -
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("nicupdate-server: error: ")
     assert "database" in lines[0]
+
+
+def test_postgres_url_without_its_driver_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from nicupdate_server.db import DatabaseError, create_engine
+
+    monkeypatch.setitem(sys.modules, "asyncpg", None)  # as if the extra were not installed
+    with pytest.raises(DatabaseError) as caught:
+        create_engine("postgresql+asyncpg://nicupdate:s3cr3t-pw@127.0.0.1:1/nicupdate")
+    assert str(caught.value) == (
+        "postgresql+asyncpg://nicupdate:***@127.0.0.1:1/nicupdate needs the asyncpg driver: "
+        "pip install 'nicupdate[server,postgres]'"
+    )
