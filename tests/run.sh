@@ -5,10 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: dig (bind9-dnsutils) for the DNS checks, wrk for the benchmark.
+# Debian packages: dig (bind9-dnsutils) for the DNS checks, PostgreSQL for the
+# portability tests, wrk for the benchmark.
 need=()
 command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
 if ((${#need[@]})); then
   if [ "$(id -u)" -ne 0 ]; then
     echo "tests/run.sh: missing ${need[*]}: run as root or 'sudo apt-get install ${need[*]}'" >&2
