@@ -81,7 +81,8 @@ class Authenticator:
         self._state = state
 
     def _digest(self, password: str) -> bytes:
-        return hmac.digest(self._key, password.encode("utf-8", "surrogatepass"), "blake2b")
+        data = password.encode("utf-8", "surrogatepass")
+        return hashlib.blake2b(data, key=self._key, digest_size=32).digest()
 
     async def authenticate(self, credentials: Credentials) -> Principal | None:
         username, password = credentials.username, credentials.password
