@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Literal
 
@@ -19,6 +20,21 @@ def rtype_of(address: IPAddress) -> RType:
 
 def check_usable(address: IPAddress, *, public_only: bool) -> None:
     """Raise :class:`UnusableAddress` for an address no host should point at."""
+    problem = _problem(address, public_only)
+    if problem is not None:
+        raise UnusableAddress(problem)
+
+
+@functools.lru_cache(maxsize=4096)
+def _problem(address: IPAddress, public_only: bool) -> str | None:
+    try:
+        _check(address, public_only=public_only)
+    except UnusableAddress as exc:
+        return str(exc)
+    return None
+
+
+def _check(address: IPAddress, *, public_only: bool) -> None:
     if address.is_unspecified:
         raise UnusableAddress(f"{address} is the unspecified address")
     if address.is_loopback:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from collections.abc import Callable, Sequence
@@ -27,6 +28,7 @@ UPDATE_METHODS = frozenset({"GET", "HEAD", "POST"})
 TEXT = "text/plain; charset=utf-8"
 
 
+@functools.lru_cache(maxsize=4096)
 def _parse_ip(text: str) -> IPAddress | None:
     text = text.strip()
     if text.startswith("[") and "]" in text:  # [v6]:port
@@ -67,9 +69,12 @@ def create_app(
     challenge = {"WWW-Authenticate": f'Basic realm="{realm}", charset="UTF-8"'}
 
     def caller_of(request: Request) -> Caller:
-        peer = request.client.host if request.client else None
-        address = client_address(peer, request.headers.getlist("x-forwarded-for"), trusted_proxies)
-        return Caller(address, request.headers.get("user-agent", ""))
+        def find_address() -> IPAddress | None:
+            peer = request.client.host if request.client else None
+            forwarded = request.headers.getlist("x-forwarded-for") if trusted_proxies else []
+            return client_address(peer, forwarded, trusted_proxies)
+
+        return Caller(find_address, request.headers.get("user-agent", ""))
 
     async def update(request: Request) -> Response:
         if request.method not in UPDATE_METHODS:

@@ -8,18 +8,22 @@ and ``docs/protocol.md`` describe the dialects.
 from __future__ import annotations
 
 import binascii
+import functools
 import urllib.parse
 from base64 import b64decode
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .addresses import IPAddress, parse_host_address
+from .addresses import IPAddress, parse_host_address, rtype_of
 
 MAX_QUERY_BYTES = 4096
 MAX_QUERY_FIELDS = 64
 MAX_ADDRESSES_PER_FAMILY = 16
 MAX_CREDENTIAL_BYTES = 1024
+# Routers repeat the same query every few minutes: short queries are parsed once.
+CACHED_QUERY_BYTES = 512
+PARSE_CACHE_SIZE = 2048
 
 HOSTNAME_KEYS = ("hostname",)
 ADDRESS_KEYS = ("myip", "myipv4", "myipv6", "ipv4", "ipv6", "ip")
@@ -74,6 +78,8 @@ class UpdateRequest:
     address_error: str | None
     offline: bool
     query_credentials: Credentials | None
+    # The addresses by record type, as text, sorted: what the host's records become.
+    families: Mapping[str, tuple[str, ...]]
 
     def __repr__(self) -> str:  # the query may carry a password: never show it
         return (
@@ -119,11 +125,25 @@ def _parse_addresses(items: Sequence[str]) -> tuple[tuple[IPAddress, ...], str |
     return tuple(addresses), None
 
 
+def families_of(addresses: Iterable[IPAddress]) -> dict[str, tuple[str, ...]]:
+    """``{"A": ("203.0.113.7",), "AAAA": (...)}``: each family's addresses as sorted text."""
+    grouped: dict[str, list[str]] = {}
+    for address in addresses:
+        grouped.setdefault(rtype_of(address), []).append(str(address))
+    return {rtype: tuple(sorted(values)) for rtype, values in grouped.items()}
+
+
 def parse_update(raw_query: bytes, *, max_hosts: int) -> UpdateRequest:
     """Parse the query string of an update request.
 
     Raises :class:`RequestRejected` for a request that cannot be answered per host.
     """
+    if len(raw_query) <= CACHED_QUERY_BYTES:
+        return _parse_update_cached(raw_query, max_hosts)
+    return _parse_update(raw_query, max_hosts)
+
+
+def _parse_update(raw_query: bytes, max_hosts: int) -> UpdateRequest:
     fields = _decode_query(raw_query)
     hostnames = tuple(_split_items(v for key in HOSTNAME_KEYS for v in fields.get(key, ())))
     if not hostnames:
@@ -137,7 +157,12 @@ def parse_update(raw_query: bytes, *, max_hosts: int) -> UpdateRequest:
     username = fields.get("username", [""])[0]
     password = fields.get("password", [""])[0]
     query_credentials = Credentials(username, password) if username and password else None
-    return UpdateRequest(hostnames, addresses, address_error, offline, query_credentials)
+    return UpdateRequest(
+        hostnames, addresses, address_error, offline, query_credentials, families_of(addresses)
+    )
+
+
+_parse_update_cached = functools.lru_cache(maxsize=PARSE_CACHE_SIZE)(_parse_update)
 
 
 def parse_basic_auth(header: str) -> Credentials | None:
@@ -157,6 +182,11 @@ def parse_basic_auth(header: str) -> Credentials | None:
 
 def answer_line(code: Code, addresses: Sequence[IPAddress] = ()) -> str:
     """One answer line: ``good 203.0.113.7``, ``nochg 203.0.113.7,2001:db8::7``, ``nohost``."""
+    return _answer_line(code, tuple(addresses))
+
+
+@functools.lru_cache(maxsize=PARSE_CACHE_SIZE)
+def _answer_line(code: Code, addresses: tuple[IPAddress, ...]) -> str:
     if code in SUCCESS_CODES and addresses:
         return f"{code.value} {','.join(str(a) for a in addresses)}"
     return code.value

@@ -5,6 +5,7 @@ The normal form is lower case, ASCII (IDNA-encoded), without the trailing dot.
 
 from __future__ import annotations
 
+import functools
 import re
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
@@ -14,6 +15,7 @@ class InvalidName(ValueError):
     """Not a fully qualified domain name."""
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_fqdn(text: str) -> str:
     """Return the normal form of ``text`` or raise :class:`InvalidName`."""
     name = text.strip()

@@ -36,9 +36,9 @@ class HostEntry:
     records: dict[str, tuple[str, ...]] = field(default_factory=dict)
     last_update_at: datetime | None = None
     last_result: str | None = None
-    # nochg answers not yet written to the database, and when the last one was given.
+    # nochg answers not yet written to the database, and when (time.time()) the last one was.
     nochg_pending: int = 0
-    last_seen_at: datetime | None = None
+    last_seen_at: float | None = None
 
 
 @dataclass(slots=True)

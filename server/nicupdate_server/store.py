@@ -308,7 +308,7 @@ async def flush_host_stats(conn: AsyncConnection, state: State) -> int:
     rows = [
         {
             "host": host.id,
-            "seen": host.last_seen_at,
+            "seen": datetime.fromtimestamp(host.last_seen_at or time.time(), UTC),
             "result": host.last_result,
             "count": host.nochg_pending,
         }

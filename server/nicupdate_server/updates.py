@@ -11,24 +11,45 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from datetime import UTC, datetime
+import time
+from collections.abc import Callable, Mapping
 
-from .addresses import IPAddress, UnusableAddress, check_usable, rtype_of
+from .addresses import IPAddress, UnusableAddress, check_usable
 from .auth import Authenticator, Principal
 from .config import Config
-from .dyndns import Code, Credentials, RequestRejected, UpdateRequest, answer_line
+from .dyndns import (
+    Code,
+    Credentials,
+    RequestRejected,
+    UpdateRequest,
+    answer_line,
+    families_of,
+)
 from .names import InvalidName, normalize_fqdn
 from .state import State
 from .store import HostUpdate, Outcome, Writer
 
 log = logging.getLogger("nicupdate.update")
 
+OFFLINE: Mapping[str, tuple[str, ...]] = {"A": (), "AAAA": ()}
 
-@dataclass(frozen=True, slots=True)
+
 class Caller:
-    address: IPAddress | None
-    user_agent: str
+    """Who sent the request. The address is worked out only when it is needed."""
+
+    __slots__ = ("_address", "_find_address", "user_agent")
+
+    def __init__(self, find_address: Callable[[], IPAddress | None], user_agent: str) -> None:
+        self._find_address: Callable[[], IPAddress | None] | None = find_address
+        self._address: IPAddress | None = None
+        self.user_agent = user_agent
+
+    @property
+    def address(self) -> IPAddress | None:
+        if self._find_address is not None:
+            self._address = self._find_address()
+            self._find_address = None
+        return self._address
 
 
 class Unauthorized(RequestRejected):
@@ -65,17 +86,19 @@ class UpdateService:
 
         addresses = request.addresses
         address_error = request.address_error
+        families = request.families
         if not addresses and not request.offline and address_error is None:
             if caller.address is None:
                 address_error = "no myip given and the caller's address is unknown"
             else:
                 addresses = (caller.address,)
+                families = families_of(addresses)
 
         answers: dict[str, asyncio.Future[str] | str] = {}
         for item in request.hostnames:
             if item not in answers:
                 answers[item] = self._answer_host(
-                    item, principal, addresses, address_error, request.offline, caller
+                    item, principal, addresses, families, address_error, request.offline, caller
                 )
         pending = [a for a in answers.values() if not isinstance(a, str)]
         if pending:
@@ -90,6 +113,7 @@ class UpdateService:
         item: str,
         principal: Principal,
         addresses: tuple[IPAddress, ...],
+        families: Mapping[str, tuple[str, ...]],
         address_error: str | None,
         offline: bool,
         caller: Caller,
@@ -108,33 +132,25 @@ class UpdateService:
                     check_usable(address, public_only=zone.public_only)
             except UnusableAddress as exc:
                 address_error = str(exc)
-        caller_text = str(caller.address or "")
         if address_error is not None:
             refusal = HostUpdate(
                 host,
                 zone,
                 {},
-                caller_text,
+                str(caller.address or ""),
                 caller.user_agent,
                 refusal=f"dnserr: {address_error}"[:255],
             )
             log.info("%s: dnserr: %s", fqdn, address_error)
             return asyncio.ensure_future(self._refuse(refusal))
-        families: dict[str, tuple[str, ...]]
         if offline:
-            families = {"A": (), "AAAA": ()}
-        else:
-            grouped: dict[str, list[str]] = {}
-            for address in addresses:
-                grouped.setdefault(rtype_of(address), []).append(str(address))
-            # Sorted as text, the order the database returns them in.
-            families = {rtype: tuple(sorted(values)) for rtype, values in grouped.items()}
+            families = OFFLINE
         if all(host.records.get(rtype, ()) == value for rtype, value in families.items()):
             host.nochg_pending += 1
-            host.last_seen_at = datetime.now(UTC)
+            host.last_seen_at = time.time()
             host.last_result = "nochg"
             return answer_line(Code.NOCHG, () if offline else addresses)
-        change = HostUpdate(host, zone, families, caller_text, caller.user_agent)
+        change = HostUpdate(host, zone, families, str(caller.address or ""), caller.user_agent)
         return asyncio.ensure_future(self._submit(change, () if offline else addresses))
 
     async def _refuse(self, refusal: HostUpdate) -> str:

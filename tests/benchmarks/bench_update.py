@@ -80,7 +80,12 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-app = Starlette(routes=[Route("/", lambda r: PlainTextResponse("ok"))])
+
+async def hello(request):  # async: a sync endpoint would run in Starlette's threadpool
+    return PlainTextResponse("ok")
+
+
+app = Starlette(routes=[Route("/", hello)])
 """
 
 # wrk script for the `good` phase. Request n goes to host n % 1000 with address
