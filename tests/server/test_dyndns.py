@@ -128,3 +128,11 @@ def test_parser_never_fails_on_random_bytes(query: bytes) -> None:
     else:
         assert 1 <= len(request.hostnames) <= 20
         assert (request.address_error is None) or request.addresses == ()
+
+
+def test_queries_with_a_password_are_not_kept_in_the_parse_cache() -> None:
+    # A cached parse hands back the very same object; an uncached one a new one.
+    plain = b"hostname=h.example.test&myip=203.0.113.7"
+    secret = b"hostname=h.example.test&username=u&password=kept-nowhere"
+    assert parse_update(plain, max_hosts=5) is parse_update(plain, max_hosts=5)
+    assert parse_update(secret, max_hosts=5) is not parse_update(secret, max_hosts=5)
