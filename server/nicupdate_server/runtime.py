@@ -76,16 +76,14 @@ class Runtime:
         self.state.zone_serials = loaded.zone_serials
         self.state.admin_revision = loaded.admin_revision
         fresh = AuthoritativeData()
-        builtin = BuiltinBackend(fresh)
         for zone in self.config.zones:
-            if zone.backend != "builtin":
-                continue
-            records = [
-                (fqdn, host.records)
-                for fqdn, host in loaded.hosts.items()
-                if self.config.zone_for(fqdn) is zone
-            ]
-            builtin.load_zone(zone, loaded.zone_serials.get(zone.name, 1), records)
+            if zone.backend == "builtin":
+                records = [
+                    (fqdn, host.records)
+                    for fqdn, host in loaded.hosts.items()
+                    if self.config.zone_for(fqdn) is zone
+                ]
+                fresh.add_zone(zone, loaded.zone_serials.get(zone.name, 1), records)
         self.dns_data.zones = fresh.zones
 
     async def reload(self) -> None:

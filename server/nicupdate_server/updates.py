@@ -87,7 +87,9 @@ class UpdateService:
         addresses = request.addresses
         address_error = request.address_error
         families = request.families
-        if not addresses and not request.offline and address_error is None:
+        if request.offline:  # both families go; addresses sent along are not set
+            addresses, families = (), OFFLINE
+        elif not addresses and address_error is None:
             if caller.address is None:
                 address_error = "no myip given and the caller's address is unknown"
             else:
@@ -98,7 +100,7 @@ class UpdateService:
         for item in request.hostnames:
             if item not in answers:
                 answers[item] = self._answer_host(
-                    item, principal, addresses, families, address_error, request.offline, caller
+                    item, principal, addresses, families, address_error, caller
                 )
         pending = [a for a in answers.values() if not isinstance(a, str)]
         if pending:
@@ -115,7 +117,6 @@ class UpdateService:
         addresses: tuple[IPAddress, ...],
         families: Mapping[str, tuple[str, ...]],
         address_error: str | None,
-        offline: bool,
         caller: Caller,
     ) -> asyncio.Future[str] | str:
         try:
@@ -143,15 +144,13 @@ class UpdateService:
             )
             log.info("%s: dnserr: %s", fqdn, address_error)
             return asyncio.ensure_future(self._refuse(refusal))
-        if offline:
-            families = OFFLINE
         if all(host.records.get(rtype, ()) == value for rtype, value in families.items()):
             host.nochg_pending += 1
             host.last_seen_at = time.time()
             host.last_result = "nochg"
-            return answer_line(Code.NOCHG, () if offline else addresses)
+            return answer_line(Code.NOCHG, addresses)
         change = HostUpdate(host, zone, families, str(caller.address or ""), caller.user_agent)
-        return asyncio.ensure_future(self._submit(change, () if offline else addresses))
+        return asyncio.ensure_future(self._submit(change, addresses))
 
     async def _refuse(self, refusal: HostUpdate) -> str:
         await self._writer.submit(refusal)

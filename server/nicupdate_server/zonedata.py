@@ -8,7 +8,7 @@ The ``builtin`` backend writes here after the change is committed to the databas
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .config import ZoneSettings
@@ -88,8 +88,17 @@ class AuthoritativeData:
     def __init__(self) -> None:
         self.zones: dict[str, ZoneData] = {}
 
-    def add_zone(self, settings: ZoneSettings, serial: int) -> ZoneData:
+    def add_zone(
+        self,
+        settings: ZoneSettings,
+        serial: int,
+        records: Iterable[tuple[str, Mapping[str, tuple[str, ...]]]] = (),
+    ) -> ZoneData:
+        """Serve ``settings``' zone with ``records``: (owner, {"A": (...), ...}) pairs."""
         zone = self.zones[settings.name] = ZoneData(settings, serial)
+        for owner, by_type in records:
+            for rtype, addresses in by_type.items():
+                zone.set(owner, rtype, addresses)
         return zone
 
     def find_zone(self, name: str) -> ZoneData | None:

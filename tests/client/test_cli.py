@@ -24,19 +24,23 @@ def client(*args: str, password: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_update_then_nochg_then_badauth(alice: LiveServer) -> None:
-    args = [
+def update_args(server: str, myip: str, username: str) -> list[str]:
+    return [
         "update",
         "--server",
-        alice.url,
+        server,
         "--hostname",
         HOME,
         "--myip",
-        "203.0.113.7",
+        myip,
         "--username",
-        "alice",
+        username,
         "--password-stdin",
     ]
+
+
+def test_update_then_nochg_then_badauth(alice: LiveServer) -> None:
+    args = update_args(alice.url, "203.0.113.7", "alice")
     first = client(*args, password="alice-secret-1")
     assert (first.returncode, first.stdout) == (OK, "good 203.0.113.7\n")
     assert alice.addresses(HOME) == ["203.0.113.7"]
@@ -47,19 +51,7 @@ def test_update_then_nochg_then_badauth(alice: LiveServer) -> None:
 
 
 def test_host_token(alice: LiveServer) -> None:
-    result = client(
-        "update",
-        "--server",
-        alice.url,
-        "--hostname",
-        HOME,
-        "--myip",
-        "2001:db8::7",
-        "--username",
-        HOME,
-        "--password-stdin",
-        password=alice.tokens[HOME],
-    )
+    result = client(*update_args(alice.url, "2001:db8::7", HOME), password=alice.tokens[HOME])
     assert (result.returncode, result.stdout) == (OK, "good 2001:db8::7\n")
 
 

@@ -448,3 +448,13 @@ def test_offline_ignores_myip_and_says_so(alice: LiveServer) -> None:
     response = alice.update(f"hostname={HOME}&myip=203.0.113.9&offline=YES", auth=ALICE)
     assert response.text == "good\n"
     assert alice.dns_query(HOME).rcode() == dns.rcode.NXDOMAIN
+
+
+def test_sqlite_database_is_in_wal_mode(alice: LiveServer) -> None:
+    import sqlite3
+
+    alice.update(f"hostname={HOME}&myip=203.0.113.7", auth=ALICE)
+    database = alice.config_path.parent / "state.db"
+    with sqlite3.connect(database) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert (alice.config_path.parent / "state.db-wal").exists()

@@ -6,9 +6,6 @@ answers from, so a change is served the moment it is applied.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-
-from ..config import ZoneSettings
 from ..zonedata import AuthoritativeData
 from .base import ZoneChange
 
@@ -18,18 +15,6 @@ class BuiltinBackend:
 
     def __init__(self, data: AuthoritativeData) -> None:
         self.data = data
-
-    def load_zone(
-        self,
-        zone: ZoneSettings,
-        serial: int,
-        records: Iterable[tuple[str, Mapping[str, tuple[str, ...]]]],
-    ) -> None:
-        """Serve ``zone`` with the records the database holds for it."""
-        data = self.data.add_zone(zone, serial)
-        for fqdn, by_type in records:
-            for rtype, addresses in by_type.items():
-                data.set(fqdn, rtype, addresses)
 
     async def start(self) -> None:
         return None
