@@ -6,9 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages: dig (bind9-dnsutils) for the DNS checks, PostgreSQL for the
-# portability tests, wrk for the benchmark.
+# portability tests, wrk for the benchmark, systemd-analyze (systemd) to verify the
+# client's timer units, ip (iproute2) for the client's interface source.
 need=()
 command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
 if ((${#need[@]})); then
