@@ -232,7 +232,7 @@ def cmd_detect(ctx: Context) -> int:
     logs.setup(None, verbose=ctx.args.verbose, console=ctx.args.verbose)
     with state.locked(ctx.state_file(config), wait=config.timeout) as current:
         verdicts = asyncio.run(
-            detect_all(config, cooldowns=current.cooldowns, user_agent=USER_AGENT)
+            detect_all(config, cooldowns=current.cooldowns, user_agent=USER_AGENT, ask_all=True)
         )
     _print_verdicts(verdicts)
     return OK if all(v.address for v in verdicts.values()) else TEMPORARY

@@ -98,8 +98,12 @@ async def detect(
     user_agent: str,
     runner: Runner = run_command,
     now: Callable[[], float] = time.time,
+    ask_all: bool = False,
 ) -> Verdict:
-    """Ask ``family.sources`` in waves until a quorum agrees on one address."""
+    """Ask ``family.sources`` in waves until a quorum agrees on one address.
+
+    ``ask_all`` asks every source at once (``nicupdate-client detect`` shows them all).
+    """
     answers: dict[int, Answer] = {}
     waiting: list[int] = []
     started = now()
@@ -115,7 +119,7 @@ async def detect(
 
     asker = _Asker(family, myip_url, cooldowns, timeout, user_agent, runner, now)
     async with asker:
-        wave_size = family.quorum
+        wave_size = len(waiting) if ask_all else family.quorum
         while waiting:
             wave, waiting = waiting[:wave_size], waiting[wave_size:]
             said = await asyncio.gather(*(asker.ask(family.sources[i]) for i in wave))
@@ -142,6 +146,7 @@ async def detect_all(
     user_agent: str,
     runner: Runner = run_command,
     now: Callable[[], float] = time.time,
+    ask_all: bool = False,
 ) -> dict[int, Verdict]:
     """The verdicts of all enabled families, found concurrently; keyed by 4 and 6."""
     families = config.families()
@@ -155,6 +160,7 @@ async def detect_all(
                 user_agent=user_agent,
                 runner=runner,
                 now=now,
+                ask_all=ask_all,
             )
             for family in families
         )

@@ -92,20 +92,20 @@ class Updater:
 
     async def run_once(self, state: State) -> RunReport:
         report = RunReport()
-        verdicts = await self.addresses(state.cooldowns)
+        free = [name for name in self.config.hostnames if not self._held(name, state, report)]
         addresses: dict[int, str] = {}
-        for family, verdict in sorted(verdicts.items()):
-            if verdict.address is None:
-                log.warning(
-                    "%s: %s; not sending IPv%s", family_name(family), verdict.reason, family
-                )
-                report.temporary.append(f"no {family_name(family)} address")
-            else:
-                log.info("%s: %s", family_name(family), verdict.reason)
-                addresses[family] = verdict.address
-        due = [
-            name for name in self.config.hostnames if self._is_due(name, state, addresses, report)
-        ]
+        if free:  # no source is asked while every host is refused or backing off
+            verdicts = await self.addresses(state.cooldowns)
+            for family, verdict in sorted(verdicts.items()):
+                if verdict.address is None:
+                    log.warning(
+                        "%s: %s; not sending IPv%s", family_name(family), verdict.reason, family
+                    )
+                    report.temporary.append(f"no {family_name(family)} address")
+                else:
+                    log.info("%s: %s", family_name(family), verdict.reason)
+                    addresses[family] = verdict.address
+        due = [name for name in free if self._changed(name, state.host(name), addresses)]
         if due and addresses:
             await self._send(due, addresses, state, report)
         state.last_run = self.now()
@@ -131,13 +131,11 @@ class Updater:
             await self.sleep(min(pause, left))
             pause = min(pause * 2, 30.0)
 
-    def _is_due(
-        self, name: str, state: State, addresses: Mapping[int, str], report: RunReport
-    ) -> bool:
+    def _held(self, name: str, state: State, report: RunReport) -> bool:
+        """True while ``name`` is refused (same configuration) or backing off."""
         host = state.host(name)
-        fingerprint = self.config.fingerprint(name)
         if host.refused is not None:
-            if host.refused.fingerprint == fingerprint:
+            if host.refused.fingerprint == self.config.fingerprint(name):
                 log.error(
                     "%s: not updating: the server answered %s on %s: %s",
                     name,
@@ -146,13 +144,12 @@ class Updater:
                     host.refused.reason,
                 )
                 report.refused.append(f"{name} ({host.refused.code})")
-                return False
+                return True
             log.info(
                 "%s: the configuration changed since the server refused it: trying again", name
             )
             host.refused = None
-        now = self.now()
-        if host.retry_at is not None and host.retry_at > now:
+        if host.retry_at is not None and host.retry_at > self.now():
             log.info(
                 "%s: waiting after %d failed attempt(s); next try at %s",
                 name,
@@ -160,7 +157,12 @@ class Updater:
                 when(host.retry_at),
             )
             report.temporary.append(f"{name} waiting until {when(host.retry_at)}")
-            return False
+            return True
+        return False
+
+    def _changed(self, name: str, host: HostState, addresses: Mapping[int, str]) -> bool:
+        """True when an address differs from what the server accepted, or is due a refresh."""
+        now = self.now()
         reasons = []
         for family, address in sorted(addresses.items()):
             sent = host.sent.get(str(family))

@@ -96,9 +96,11 @@ def test_badauth_stops_updates_until_the_secret_changes(client_env: ClientEnv) -
     assert len(client_env.proxy.updates()) == 1
     assert "the server answered badauth: the user name or secret is wrong" in client_env.log()
 
+    asked = len(client_env.echo.seen())
     still = client_env.run("run", "--once")
     assert still.returncode == PERMANENT
     assert len(client_env.proxy.updates()) == 1, "a refused host must not be retried"
+    assert len(client_env.echo.seen()) == asked, "no source is asked for a refused host"
     assert f"{HOME_HOST}: not updating: the server answered badauth" in client_env.log()
     status = client_env.run("status")
     assert "STOPPED      the server answered badauth" in status.stdout
@@ -125,9 +127,11 @@ def test_911_backs_off_then_retries_without_anyone_asking(client_env: ClientEnv)
     assert failed.returncode == TEMPORARY
     assert "911 (the server has a problem on its side); attempt 1 failed" in client_env.log()
 
+    asked = len(client_env.echo.seen())
     waiting = client_env.run("run", "--once")
     assert waiting.returncode == TEMPORARY
     assert len(client_env.proxy.updates()) == 1, "no request while backing off"
+    assert len(client_env.echo.seen()) == asked
     assert "waiting after 1 failed attempt(s)" in client_env.log()
 
     retry_at = json.loads(client_env.state_path.read_text())["hosts"][HOME_HOST]["retry_at"]
@@ -316,6 +320,7 @@ def test_detect_prints_each_source_and_the_verdict(client_env: ClientEnv) -> Non
     assert lines[0] == "IPv4"
     assert any(echo.url("/broken") in line and "HTTP 500" in line for line in lines)
     assert any(line.split() == [echo.url("/a"), V4] for line in lines)
+    assert any(line.split() == [echo.url("/b"), V4] for line in lines), "detect asks them all"
     assert lines[-1].startswith(f"  verdict: {V4}")
     assert client_env.proxy.updates() == [], "detect never updates"
 
