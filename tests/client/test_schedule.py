@@ -17,7 +17,7 @@ from pathlib import Path
 import keyring
 import pytest
 import tomli_w
-from nicupdate_client import cli, systemd
+from nicupdate_client import cli, context, systemd
 from nicupdate_client.paths import Paths
 from nicupdate_client.runner import CommandResult
 from nicupdate_client.updater import OK, USAGE
@@ -179,7 +179,9 @@ def test_install_timer_system_copies_config_and_secret(
 ) -> None:
     etc = tmp_path / "etc" / "nicupdate"
     monkeypatch.setattr(
-        cli, "default_paths", lambda system=False: Paths(etc, tmp_path / "var", tmp_path / "log")
+        context,
+        "default_paths",
+        lambda system=False: Paths(etc, tmp_path / "var", tmp_path / "log"),
     )
     monkeypatch.setattr(systemd, "SYSTEM_UNIT_DIR", tmp_path / "etc" / "systemd" / "system")
     monkeypatch.setattr(os, "geteuid", lambda: 0)
