@@ -301,17 +301,3 @@ def render(config: ClientConfig) -> str:
         "# The secret is not here: it is in the OS credential store, or in secret_file.\n\n"
     )
     return header + tomli_w.dumps(data, multiline_strings=False)
-
-
-def new_config(
-    server: str, username: str, hostnames: tuple[str, ...], *, ipv4: bool, ipv6: bool
-) -> ClientConfig:
-    """A configuration with the defaults, validated like a loaded one."""
-    raw: dict[str, Any] = {
-        "server": server,
-        "username": username,
-        "hostnames": list(hostnames),
-        "ipv4": {"enabled": ipv4},
-        "ipv6": {"enabled": ipv6},
-    }
-    return parse(raw)

@@ -140,3 +140,53 @@ def test_set_secret_uses_the_credential_store(client_env: ClientEnv) -> None:
     empty = client_env.run("set-secret", "--stdin", stdin="\n")
     assert empty.returncode == USAGE
     assert "the secret is empty" in empty.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX pseudo-terminal")
+def test_init_in_a_terminal_asks_for_each_value_and_hides_the_secret(
+    client_env: ClientEnv,
+) -> None:
+    """A user at a terminal: init prompts, the secret is not echoed, the file is written."""
+    import os
+    import pty
+    import select
+    import time
+
+    client_env.config_path.unlink()
+    echo = client_env.echo
+    argv = [sys.executable, "-m", "nicupdate_client", "init", "--config"]
+    argv += [str(client_env.config_path), "--secret-file", str(client_env.secret_path)]
+    argv += ["--source4", echo.url("/a"), "--source4", echo.url("/b"), "--no-ipv6"]
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: the client, with the pseudo-terminal as its terminal
+        os.execve(sys.executable, argv, client_env.env())
+    transcript = b""
+
+    def expect(prompt: bytes) -> None:
+        nonlocal transcript
+        deadline = time.time() + 30
+        while prompt not in transcript and time.time() < deadline:
+            if select.select([terminal], [], [], 0.5)[0]:
+                try:
+                    transcript += os.read(terminal, 4096)
+                except OSError:
+                    break
+        assert prompt in transcript, transcript.decode(errors="replace")
+
+    expect(b"Server URL (e.g. https://ddns.example.com): ")
+    os.write(terminal, client_env.proxy.url.encode() + b"\n")
+    expect(b"Host name to update: ")
+    os.write(terminal, HOME_HOST.encode() + b"\n")
+    expect(b"User name (or the host name, with a host token): ")
+    os.write(terminal, b"alice\n")
+    expect(b"Password or host token: ")
+    os.write(terminal, ALICE[1].encode() + b"\n")
+    expect(b"keeps it up to date every 5 minutes.")
+    _, status = os.waitpid(pid, 0)
+    os.close(terminal)
+    assert os.waitstatus_to_exitcode(status) == OK
+    assert ALICE[1].encode() not in transcript, "the secret was echoed"
+    text = transcript.decode()
+    assert f"Wrote {client_env.config_path} ({HOME_HOST}, IPv4)." in text
+    assert client_env.secret_path.read_text() == ALICE[1] + "\n"
+    assert client_env.run("run", "--once").returncode == OK

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs
 
+import pytest
 from nicupdate_client.updater import NOTHING, OK, PERMANENT, TEMPORARY, USAGE
 
 from tests.client.clientenv import HOME_HOST, V4, V4_NEW, V4_OTHER, V6, ClientEnv, client_env
@@ -261,6 +262,7 @@ def test_runs_without_a_console(client_env: ClientEnv) -> None:
     assert f"the server answered good {V4}" in client_env.log()
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="Ctrl+C is a console event there, not SIGINT")
 def test_the_foreground_loop_updates_and_stops_cleanly(client_env: ClientEnv) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "nicupdate_client", "run", "--config", str(client_env.config_path)],
