@@ -57,15 +57,21 @@ def _store() -> keyring.backend.KeyringBackend | None:
     return backend
 
 
+# keyring's backends by module, as users know them.
+FRIENDLY_NAMES = {
+    "keyring.backends.Windows": "Windows Credential Manager",
+    "keyring.backends.macOS": "macOS Keychain",
+    "keyring.backends.SecretService": "Secret Service",
+    "keyring.backends.kwallet": "KWallet",
+}
+
+
 def store_name() -> str | None:
     backend = _store()
     if backend is None:
         return None
-    friendly = {"WinVaultKeyring": "Windows Credential Manager", "SecretService": "Secret Service"}
-    kind = type(backend).__name__
-    if kind == "Keyring" and type(backend).__module__.endswith("macOS"):
-        return "macOS Keychain"
-    return friendly.get(kind, str(getattr(backend, "name", kind)))
+    module = type(backend).__module__
+    return FRIENDLY_NAMES.get(module, str(getattr(backend, "name", type(backend).__name__)))
 
 
 def load_secret(config: ClientConfig, paths: Paths, *, system: bool) -> Secret:
