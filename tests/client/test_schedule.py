@@ -86,7 +86,12 @@ def _secret_on_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # --- Linux: systemd timer -----------------------------------------------------------------
 
+linux_only = pytest.mark.skipif(
+    sys.platform == "win32", reason="install-timer is for Linux (the Windows CI runs this file)"
+)
 
+
+@linux_only
 def test_install_timer_writes_user_units_and_enables_the_timer(
     user: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -115,6 +120,7 @@ def test_install_timer_writes_user_units_and_enables_the_timer(
     assert "loginctl enable-linger" in out
 
 
+@linux_only
 def test_install_timer_needs_a_secret_first(
     user: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -125,6 +131,7 @@ def test_install_timer_needs_a_secret_first(
     assert runner.calls == []
 
 
+@linux_only
 def test_status_shows_the_timer(user: Path, capsys: pytest.CaptureFixture[str]) -> None:
     runner = Recorder(
         {
@@ -148,6 +155,7 @@ def test_status_shows_the_timer(user: Path, capsys: pytest.CaptureFixture[str]) 
     assert "next run " in schedule and "next run -" not in schedule
 
 
+@linux_only
 def test_remove_timer_purge_forgets_everything(
     user: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -163,6 +171,7 @@ def test_remove_timer_purge_forgets_everything(
     assert "Removed the secret from the credential store." in capsys.readouterr().out
 
 
+@linux_only
 def test_install_timer_cron_prints_crontab_lines(
     user: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -174,6 +183,7 @@ def test_install_timer_cron_prints_crontab_lines(
     assert runner.calls == []
 
 
+@linux_only
 def test_install_timer_system_copies_config_and_secret(
     user: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -298,6 +308,7 @@ def test_status_shows_the_task(windows: Path, capsys: pytest.CaptureFixture[str]
     )
 
 
+@linux_only
 def test_install_task_on_linux_is_a_usage_error_but_prints_xml(
     user: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
