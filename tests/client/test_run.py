@@ -372,3 +372,23 @@ def test_log_file_rotates(client_env: ClientEnv, tmp_path: Path) -> None:
     client_env.run("run", "--once")
     assert (client_env.log_path.parent / "client.log.1").exists()
     assert client_env.log_path.stat().st_size < logs.MAX_BYTES
+
+
+@pytest.mark.parametrize(
+    ("answer", "hint"),
+    [
+        ("notfqdn", "the server does not accept this as a fully qualified host name"),
+        ("badagent", "the server refused this client"),
+        ("abuse", "the server blocked this host for abuse"),
+        ("numhost", "too many host names in one request"),
+    ],
+)
+def test_every_refusal_stops_that_host(client_env: ClientEnv, answer: str, hint: str) -> None:
+    client_env.proxy.inject(answer + "\n")
+    assert client_env.run("run", "--once").returncode == PERMANENT
+    assert f"the server answered {answer}: {hint}" in client_env.log()
+    assert client_env.run("run", "--once").returncode == PERMANENT
+    assert len(client_env.proxy.updates()) == 1
+    status = client_env.run("status")
+    assert status.returncode == PERMANENT
+    assert f"STOPPED      the server answered {answer}: {hint}" in status.stdout
