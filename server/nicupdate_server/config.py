@@ -216,6 +216,12 @@ class ServerSettings:
     log_level: str = _key("info", _choice(LOG_LEVELS))
     # How often the running server looks for account and host changes made by the CLI.
     reload_interval: float = _key(1.0, _number(0.01, 3600, integer=False))
+    # How long a request waits for DNS to confirm its change before answering 911
+    # (the change is stored either way, and applied as soon as DNS takes it).
+    apply_deadline: float = _key(2.0, _number(0.05, 60, integer=False))
+    # Back-off between attempts while a backend is unreachable: doubling, with jitter.
+    retry_initial: float = _key(1.0, _number(0.01, 3600, integer=False))
+    retry_max: float = _key(300.0, _number(0.01, 86400, integer=False))
 
     @property
     def endpoint(self) -> tuple[str, int]:

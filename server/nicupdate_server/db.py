@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 # The newest migration in migrations/versions; a test checks they agree.
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 MIGRATE_URL_ENV = "NICUPDATE_MIGRATE_URL"
 
 

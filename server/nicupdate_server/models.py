@@ -9,6 +9,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -99,3 +100,33 @@ class Meta(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger)
+
+
+class Applied(Base):
+    """What a backend has confirmed for a name: the addresses of one type, as applied.
+
+    Keyed by name rather than host, so that a removed host's records are still known and
+    can be deleted from DNS. The desired state is ``records``; where the two differ, a
+    change is pending and the reconciler applies it. Backends that rebuild their data
+    from ``records`` at start-up (``builtin``) keep no rows here.
+    """
+
+    __tablename__ = "applied"
+
+    backend: Mapped[str] = mapped_column(String(64), primary_key=True)
+    fqdn: Mapped[str] = mapped_column(String(253), primary_key=True)
+    rtype: Mapped[str] = mapped_column(String(4), primary_key=True)
+    addresses: Mapped[str] = mapped_column(Text)  # comma-separated, sorted
+
+
+class SyncError(Base):
+    """The last error a backend gave for a name, until a later apply succeeds."""
+
+    __tablename__ = "sync_errors"
+
+    backend: Mapped[str] = mapped_column(String(64), primary_key=True)
+    fqdn: Mapped[str] = mapped_column(String(253), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer)
+    permanent: Mapped[bool] = mapped_column(Boolean)
+    message: Mapped[str] = mapped_column(Text)

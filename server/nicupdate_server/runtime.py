@@ -25,6 +25,7 @@ from .backends.builtin import BuiltinBackend
 from .config import Config
 from .db import create_engine, ensure_schema
 from .dnsserver import DnsServer
+from .reconciler import Reconciler
 from .state import State, read_admin_revision
 from .store import Writer, ensure_zones, flush_host_stats
 from .updates import UpdateService
@@ -48,9 +49,12 @@ class Runtime:
         self.backends: dict[str, Backend] = {"builtin": self.builtin}
         for name, table in config.backends.items():  # all of them, as check-config does
             self.backends[name] = create_backend(name, table)
-        self.writer = Writer(self.engine, self.state, self.backends)
+        self.reconciler = Reconciler(config, self.state, self.backends)
+        self.writer = Writer(self.engine, self.state, self.reconciler.mark)
         self.authenticator = Authenticator(self.state)
-        self.service = UpdateService(config, self.state, self.authenticator, self.writer)
+        self.service = UpdateService(
+            config, self.state, self.authenticator, self.writer, self.reconciler
+        )
         self.dns: DnsServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -59,9 +63,11 @@ class Runtime:
         async with self.engine.begin() as conn:
             await ensure_zones(conn, list(self.config.zones))
             self._adopt(await State.load(conn))
+            await self.reconciler.load(conn)
         for backend in self.backends.values():
             await backend.start()
         self.writer.start()
+        self.reconciler.start()  # resumes whatever was pending when the server stopped
         builtin_zones = [z for z in self.config.zones if z.backend == "builtin"]
         if self.config.dns.enabled and builtin_zones:
             host, port = self.config.dns.endpoint
@@ -92,7 +98,9 @@ class Runtime:
 
     async def _reload(self, conn: AsyncConnection) -> None:
         await flush_host_stats(conn, self.state)
+        await self.reconciler.persist(conn)
         self._adopt(await State.load(conn))
+        self.reconciler.refresh()
         log.info("accounts and hosts reloaded (revision %d)", self.state.admin_revision)
 
     async def _watch(self) -> None:
@@ -106,7 +114,9 @@ class Runtime:
                     revision = await read_admin_revision(conn)
                 if revision != self.state.admin_revision:
                     await self.writer.exclusive(self._reload)
-                elif since_flush >= STATS_INTERVAL:
+                elif self.reconciler.unsaved:
+                    await self.writer.exclusive(self.reconciler.persist)
+                if since_flush >= STATS_INTERVAL:
                     since_flush = 0.0
                     await self.writer.exclusive(self._flush)
             except Exception:
@@ -114,9 +124,10 @@ class Runtime:
 
     async def _flush(self, conn: AsyncConnection) -> None:
         await flush_host_stats(conn, self.state)
+        await self.reconciler.persist(conn)
 
     def healthy(self) -> bool:
-        return all(not task.done() for task in self._tasks)
+        return all(not task.done() for task in self._tasks) and self.reconciler.healthy()
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -124,6 +135,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        await self.reconciler.close()
         with contextlib.suppress(Exception):
             await self.writer.exclusive(self._flush)
         await self.writer.close()

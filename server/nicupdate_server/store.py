@@ -1,10 +1,11 @@
-"""The one writer: commits host changes in shared transactions, then applies them.
+"""The one writer: commits the desired state of hosts in shared transactions.
 
 Requests hand their changes to :meth:`Writer.submit` and wait. A single task takes
 whatever has queued, writes it in one transaction (group commit: one fsync for
-many requests), updates the in-memory :class:`~.state.State`, passes the changed
-record sets to each zone's backend, and only then answers the waiting requests.
-Everything that changes the state goes through this task, so it needs no locks.
+many requests), updates the in-memory :class:`~.state.State`, tells the reconciler
+which names changed (``on_commit``), and answers: the change is durable. Getting it
+into DNS is the reconciler's job. Everything that changes the state goes through
+this task, so it needs no locks.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -22,13 +22,6 @@ from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .backends import (
-    Backend,
-    PermanentBackendError,
-    RecordChange,
-    TransientBackendError,
-    ZoneChange,
-)
 from .config import ZoneSettings
 from .dyndns import Code
 from .models import Host, Record, UpdateLog, Zone
@@ -93,11 +86,11 @@ class Writer:
         self,
         engine: AsyncEngine,
         state: State,
-        backends: Mapping[str, Backend],
+        on_commit: Callable[[Iterable[str]], None] = lambda names: None,
     ) -> None:
         self._engine = engine
         self.state = state
-        self._backends = backends
+        self._on_commit = on_commit
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
@@ -196,7 +189,9 @@ class Writer:
                     plan.outcome = Outcome(Code.SERVER_ERROR, "database unavailable")
                 serials = {}
         self._remember(plans, serials, now)
-        await self._apply(plans, serials)
+        changed = [p.update.host.fqdn for p in plans if p.new and p.outcome is None]
+        if changed:
+            self._on_commit(changed)
         for plan in plans:
             if not plan.future.done():
                 plan.future.set_result(plan.outcome or Outcome(Code.GOOD))
@@ -273,34 +268,6 @@ class Writer:
             host.last_update_at = now
             host.last_result = "good"
         self.state.zone_serials.update(serials)
-
-    async def _apply(self, plans: list[_Planned], serials: Mapping[str, int]) -> None:
-        by_zone: dict[str, list[_Planned]] = defaultdict(list)
-        for plan in plans:
-            if plan.new and plan.outcome is None:
-                by_zone[plan.update.zone.name].append(plan)
-        for zone_name, zone_plans in by_zone.items():
-            zone = zone_plans[0].update.zone
-            changes = [
-                RecordChange(p.update.host.fqdn, rtype, addresses)  # type: ignore[arg-type]
-                for p in zone_plans
-                for rtype, addresses in p.new.items()
-            ]
-            try:
-                await self._backends[zone.backend].apply(
-                    ZoneChange(zone, serials[zone_name], changes)
-                )
-            except PermanentBackendError as exc:
-                log.error("zone %s: DNS refused the change: %s", zone_name, exc)
-                outcome = Outcome(Code.DNSERR, str(exc))
-            except TransientBackendError as exc:
-                log.warning("zone %s: DNS unavailable, answering 911: %s", zone_name, exc)
-                outcome = Outcome(Code.SERVER_ERROR, str(exc))
-            else:
-                continue
-            for plan in zone_plans:
-                plan.outcome = outcome
-                plan.update.host.last_result = f"{outcome.code.value}: {outcome.reason}"[:64]
 
 
 async def flush_host_stats(conn: AsyncConnection, state: State) -> int:

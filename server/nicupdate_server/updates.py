@@ -2,9 +2,11 @@
 
 Order of checks: agent, credentials, then per host: name, ownership, address,
 change. A host the caller may not update answers ``nohost`` whether or not it
-exists. An unchanged host answers ``nochg`` from memory, with no database or
-backend call; a change goes through the :class:`~.store.Writer` and answers
-``good`` once the change is committed and applied.
+exists. An unchanged host whose records DNS has confirmed answers ``nochg`` from
+memory, with no database or backend call. A change is committed by the
+:class:`~.store.Writer` (durable from then on) and answers ``good`` once every
+backend of its zone confirmed it, ``dnserr`` when one refused it, and ``911`` when
+DNS is unavailable or slow: it is applied later without the client doing anything.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from .dyndns import (
     families_of,
 )
 from .names import InvalidName, normalize_fqdn
+from .reconciler import Reconciler
 from .state import State
 from .store import HostUpdate, Outcome, Writer
 
@@ -61,12 +64,19 @@ class Unauthorized(RequestRejected):
 
 class UpdateService:
     def __init__(
-        self, config: Config, state: State, authenticator: Authenticator, writer: Writer
+        self,
+        config: Config,
+        state: State,
+        authenticator: Authenticator,
+        writer: Writer,
+        reconciler: Reconciler,
     ) -> None:
         self._config = config
         self._state = state
         self._authenticator = authenticator
         self._writer = writer
+        self._reconciler = reconciler
+        self._deadline = config.server.apply_deadline
         self._blocked_agents = tuple(a.lower() for a in config.server.blocked_agents)
 
     async def handle(
@@ -145,6 +155,8 @@ class UpdateService:
             log.info("%s: dnserr: %s", fqdn, address_error)
             return asyncio.ensure_future(self._refuse(refusal))
         if all(host.records.get(rtype, ()) == value for rtype, value in families.items()):
+            if fqdn in self._reconciler.behind:  # stored, but DNS has not confirmed it yet
+                return asyncio.ensure_future(self._confirm(fqdn, addresses))
             host.nochg_pending += 1
             host.last_seen_at = time.time()
             host.last_result = "nochg"
@@ -156,8 +168,16 @@ class UpdateService:
         await self._writer.submit(refusal)
         return Code.DNSERR.value
 
+    async def _confirm(self, fqdn: str, addresses: tuple[IPAddress, ...]) -> str:
+        outcome = await self._reconciler.confirm(fqdn, self._deadline)
+        return answer_line(outcome.code, addresses)
+
     async def _submit(self, change: HostUpdate, addresses: tuple[IPAddress, ...]) -> str:
         outcome: Outcome = await self._writer.submit(change)
+        if outcome.code is Code.GOOD:  # stored: now wait for DNS
+            outcome = await self._reconciler.confirm(change.host.fqdn, self._deadline)
+            if outcome.code is not Code.GOOD:
+                change.host.last_result = f"{outcome.code.value}: {outcome.reason}"[:64]
         line = answer_line(outcome.code, addresses)
         log.info(
             "%s: %s (from %s, %s)",

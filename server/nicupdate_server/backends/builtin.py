@@ -12,6 +12,8 @@ from .base import ZoneChange
 
 class BuiltinBackend:
     name = "builtin"
+    # Rebuilt from the desired state at every start: no applied rows to keep.
+    persistent = False
 
     def __init__(self, data: AuthoritativeData) -> None:
         self.data = data

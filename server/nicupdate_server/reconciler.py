@@ -1,0 +1,506 @@
+"""The reconciler: gets the desired records into every backend, and keeps them there.
+
+The database holds what each name should have (``records``, the desired state) and
+what each backend has confirmed (``applied``). Where they differ a change is pending.
+One worker per backend and zone takes the pending names, waits ``coalesce_window``
+for more (and takes whatever queued while its previous message was in flight), and
+applies them in messages of at most ``max_batch`` changes: the latest desired value
+always wins, because the change is computed when it is sent.
+
+* Transient errors (unreachable, timeout, SERVFAIL) back off, doubling with jitter up
+  to ``retry_max``, and retry until the backend confirms; nothing is dropped.
+* Permanent errors (refused, bad key) are split down to the names that cause them;
+  those names are not retried until a new request or ``reconcile`` asks again.
+* Requests wait (``confirm``) until their change is confirmed, an error is known, or
+  ``apply_deadline`` passes: ``good``, ``dnserr`` or ``911`` (stored, will be applied).
+* Drift repair reads the records back from a backend and re-applies where DNS differs.
+
+Confirmed state is written to the database lazily (``persist``): losing it in a crash
+only means applying the same change again, which is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol, cast
+
+from sqlalchemy import Table, delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .backends import (
+    Backend,
+    PermanentBackendError,
+    RecordChange,
+    TransientBackendError,
+    ZoneChange,
+)
+from .config import Config, ZoneSettings
+from .dyndns import Code
+from .models import Applied, SyncError
+from .state import State
+from .store import Outcome
+
+log = logging.getLogger("nicupdate.reconcile")
+
+RTYPES = ("A", "AAAA")
+_applied = cast(Table, Applied.__table__)
+_errors = cast(Table, SyncError.__table__)
+
+Key = tuple[str, str]  # (fqdn, rtype)
+Route = tuple[str, ZoneSettings]  # (backend name, zone)
+
+
+class Readable(Protocol):
+    async def read(
+        self, zone: ZoneSettings, names: Collection[str]
+    ) -> Mapping[Key, tuple[str, ...]]: ...
+
+
+@dataclass(slots=True)
+class Problem:
+    """The last error a backend gave for a name."""
+
+    message: str
+    permanent: bool
+    attempts: int
+    at: float
+
+
+@dataclass(slots=True)
+class DriftReport:
+    backend: str
+    checked: int = 0
+    repaired: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class _Worker:
+    backend: str
+    zone: ZoneSettings
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    dirty: set[str] = field(default_factory=set)
+    failures: int = 0
+    retry_at: float = 0.0
+    busy: bool = False
+    task: asyncio.Task[None] | None = None
+
+
+def persistent(backend: Backend) -> bool:
+    """Backends that rebuild their data from ``records`` at start keep no applied rows."""
+    return bool(getattr(backend, "persistent", True))
+
+
+class Reconciler:
+    def __init__(self, config: Config, state: State, backends: Mapping[str, Backend]) -> None:
+        self.config = config
+        self.state = state
+        self.backends = backends
+        self.applied: dict[str, dict[Key, tuple[str, ...]]] = defaultdict(dict)
+        self.problems: dict[tuple[str, str], Problem] = {}
+        self.generation: dict[str, int] = defaultdict(int)
+        self.confirmed: dict[tuple[str, str], int] = {}  # (backend, fqdn) -> generation
+        self.behind: set[str] = set()  # names some backend has not confirmed yet
+        self._waiters: dict[str, list[tuple[int, asyncio.Future[Outcome]]]] = defaultdict(list)
+        self._workers: dict[tuple[str, str], _Worker] = {}
+        self._unsaved_applied: dict[tuple[str, str, str], tuple[str, ...]] = {}
+        self._unsaved_problems: dict[tuple[str, str], Problem | None] = {}
+        self._drift_tasks: list[asyncio.Task[None]] = []
+        self._random = random.Random()
+
+    # --- start, stop, state ---------------------------------------------------------------
+
+    async def load(self, conn: AsyncConnection) -> None:
+        """Read what the backends have confirmed, and the last errors, from the database."""
+        self.applied.clear()
+        for row in await conn.execute(select(_applied)):
+            addresses = tuple(a for a in row.addresses.split(",") if a)
+            self.applied[row.backend][(row.fqdn, row.rtype)] = addresses
+        for row in await conn.execute(select(_errors)):
+            at = row.at.timestamp() if row.at else time.time()
+            self.problems[(row.backend, row.fqdn)] = Problem(
+                row.message, row.permanent, row.attempts, at
+            )
+
+    def start(self) -> None:
+        """Start the workers and the drift checks, and resume everything pending."""
+        for zone in self.config.zones:
+            for backend in self._backends_of(zone):
+                key = (backend, zone.name)
+                worker = self._workers[key] = _Worker(backend, zone)
+                worker.task = asyncio.create_task(
+                    self._work(worker), name=f"nicupdate-apply-{backend}-{zone.name}"
+                )
+        for name, instance in self.backends.items():
+            interval = float(getattr(instance, "drift_check_interval", 0) or 0)
+            if interval > 0 and hasattr(instance, "read") and self._zones_of(name):
+                self._drift_tasks.append(
+                    asyncio.create_task(self._drift_loop(name, interval), name=f"drift-{name}")
+                )
+        self.refresh()
+
+    async def close(self) -> None:
+        tasks = [w.task for w in self._workers.values() if w.task] + self._drift_tasks
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._workers.clear()
+        self._drift_tasks.clear()
+
+    def healthy(self) -> bool:
+        tasks = [w.task for w in self._workers.values() if w.task] + self._drift_tasks
+        return all(not task.done() for task in tasks)
+
+    def refresh(self) -> None:
+        """Compare desired and applied everywhere (at start, and after the CLI changed hosts)."""
+        for name, backend in self.backends.items():
+            if not persistent(backend):  # it was just rebuilt from the desired state
+                self.applied[name] = {
+                    (fqdn, rtype): addresses
+                    for fqdn, host in self.state.hosts.items()
+                    for rtype, addresses in host.records.items()
+                }
+        names = set(self.state.hosts)
+        for applied in self.applied.values():
+            names.update(fqdn for fqdn, _ in applied)
+        self.behind.clear()
+        for fqdn in names:
+            self._mark(fqdn, bump=False)
+
+    def desired(self, fqdn: str, rtype: str) -> tuple[str, ...]:
+        host = self.state.hosts.get(fqdn)
+        return host.records.get(rtype, ()) if host is not None else ()
+
+    def pending(self, backend: str, fqdn: str) -> dict[str, tuple[str, ...]]:
+        """The record sets ``backend`` still lacks for ``fqdn``: rtype -> wanted addresses."""
+        applied = self.applied[backend]
+        return {
+            rtype: self.desired(fqdn, rtype)
+            for rtype in RTYPES
+            if self.desired(fqdn, rtype) != applied.get((fqdn, rtype), ())
+        }
+
+    # --- marking and confirming -------------------------------------------------------------
+
+    def mark(self, fqdns: Iterable[str]) -> None:
+        """The desired records of ``fqdns`` changed (committed): get them applied."""
+        for fqdn in fqdns:
+            self._mark(fqdn, bump=True)
+
+    def _mark(self, fqdn: str, *, bump: bool) -> None:
+        if bump:
+            self.generation[fqdn] += 1
+        generation = self.generation[fqdn]
+        for backend, zone in self._routes(fqdn):
+            if not self.pending(backend, fqdn):
+                self.confirmed[(backend, fqdn)] = generation
+                continue
+            problem = self.problems.get((backend, fqdn))
+            if problem is not None and problem.permanent and not bump:
+                continue  # refused before: only a new request or `reconcile` tries again
+            self.behind.add(fqdn)
+            worker = self._workers.get((backend, zone.name))
+            if worker is not None:
+                worker.dirty.add(fqdn)
+                worker.wake.set()
+        self._settle(fqdn)
+
+    async def confirm(self, fqdn: str, deadline: float) -> Outcome:
+        """Wait until every backend has the current desired records of ``fqdn``."""
+        generation = self.generation[fqdn]
+        if self._is_confirmed(fqdn, generation):
+            return Outcome(Code.GOOD)
+        now = time.monotonic()
+        for backend, zone in self._routes(fqdn):
+            worker = self._workers.get((backend, zone.name))
+            if worker is not None and worker.retry_at > now and fqdn in worker.dirty:
+                problem = self.problems.get((backend, fqdn))
+                return _unavailable(problem.message if problem else "DNS is unavailable")
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._waiters[fqdn].append((generation, future))
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), deadline)
+        except TimeoutError:
+            return _unavailable(f"not confirmed by DNS within {deadline:g} s")
+        finally:
+            waiting = self._waiters.get(fqdn)
+            if waiting is not None:
+                waiting[:] = [(g, f) for g, f in waiting if f is not future]
+                if not waiting:
+                    del self._waiters[fqdn]
+
+    def _is_confirmed(self, fqdn: str, generation: int) -> bool:
+        return all(
+            self.confirmed.get((backend, fqdn), -1) >= generation
+            for backend, _ in self._routes(fqdn)
+        )
+
+    def _settle(self, fqdn: str, failure: Outcome | None = None) -> None:
+        """Answer the requests waiting on ``fqdn`` that can be answered now."""
+        if self._is_confirmed(fqdn, self.generation[fqdn]):
+            self.behind.discard(fqdn)
+        waiting = self._waiters.get(fqdn)
+        if not waiting:
+            return
+        for generation, future in waiting:
+            if future.done():
+                continue
+            if self._is_confirmed(fqdn, generation):
+                future.set_result(Outcome(Code.GOOD))
+            elif failure is not None:
+                future.set_result(failure)
+
+    # --- the workers ------------------------------------------------------------------------
+
+    async def _work(self, worker: _Worker) -> None:
+        backend = self.backends[worker.backend]
+        window = float(getattr(backend, "coalesce_window", 0.0) or 0.0)
+        max_batch = max(1, int(getattr(backend, "max_batch", 1000) or 1000))
+        while True:
+            await worker.wake.wait()
+            worker.wake.clear()
+            delay = worker.retry_at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if window > 0:
+                await asyncio.sleep(window)
+            names, worker.dirty = worker.dirty, set()
+            worker.busy = True
+            try:
+                await self._apply_names(worker, backend, sorted(names), max_batch)
+            except Exception:  # a bug must not stop the worker: keep the names pending
+                log.exception("%s: unexpected error while applying", worker.backend)
+                worker.dirty |= names
+                self._backoff(worker)
+            finally:
+                worker.busy = False
+
+    async def _apply_names(
+        self, worker: _Worker, backend: Backend, names: list[str], max_batch: int
+    ) -> None:
+        batch: list[tuple[str, int, dict[str, tuple[str, ...]]]] = []
+        size = 0
+        for position, fqdn in enumerate(names):
+            wanted = self.pending(worker.backend, fqdn)
+            generation = self.generation[fqdn]
+            if not wanted:
+                self.confirmed[(worker.backend, fqdn)] = generation
+                self._settle(fqdn)
+                continue
+            if batch and size + len(wanted) > max_batch:
+                if not await self._apply_batch(worker, backend, batch):
+                    self._postpone(worker, names[position:])
+                    return
+                batch, size = [], 0
+            batch.append((fqdn, generation, wanted))
+            size += len(wanted)
+        if batch:
+            await self._apply_batch(worker, backend, batch)
+
+    async def _apply_batch(
+        self,
+        worker: _Worker,
+        backend: Backend,
+        batch: list[tuple[str, int, dict[str, tuple[str, ...]]]],
+    ) -> bool:
+        """Apply one message's worth; False when the backend is unavailable (backing off)."""
+        changes = [
+            RecordChange(fqdn, rtype, addresses)  # type: ignore[arg-type]
+            for fqdn, _, wanted in batch
+            for rtype, addresses in wanted.items()
+        ]
+        serial = self.state.zone_serials.get(worker.zone.name, 1)
+        try:
+            await backend.apply(ZoneChange(worker.zone, serial, changes))
+        except TransientBackendError as exc:
+            log.warning("%s: DNS unavailable, will retry: %s", worker.backend, exc)
+            for fqdn, _, _ in batch:
+                worker.dirty.add(fqdn)
+                self._problem(worker.backend, fqdn, str(exc), permanent=False)
+                self._settle(fqdn, _unavailable(str(exc)))
+            self._backoff(worker)
+            return False
+        except PermanentBackendError as exc:
+            if len(batch) > 1:  # find the names that cause it; the others go through
+                half = len(batch) // 2
+                first = await self._apply_batch(worker, backend, batch[:half])
+                return await self._apply_batch(worker, backend, batch[half:]) and first
+            fqdn = batch[0][0]
+            log.error("%s: DNS refused %s: %s", worker.backend, fqdn, exc)
+            self._problem(worker.backend, fqdn, str(exc), permanent=True)
+            self._settle(fqdn, Outcome(Code.DNSERR, str(exc)))
+            return True
+        worker.failures, worker.retry_at = 0, 0.0
+        applied = self.applied[worker.backend]
+        keep = persistent(backend)
+        for fqdn, generation, wanted in batch:
+            for rtype, addresses in wanted.items():
+                applied[(fqdn, rtype)] = addresses
+                if keep:
+                    self._unsaved_applied[(worker.backend, fqdn, rtype)] = addresses
+            self.confirmed[(worker.backend, fqdn)] = generation
+            if self.problems.pop((worker.backend, fqdn), None) is not None:
+                self._unsaved_problems[(worker.backend, fqdn)] = None
+            self._settle(fqdn)
+        return True
+
+    def _postpone(self, worker: _Worker, names: list[str]) -> None:
+        """Names not tried because the backend is unavailable: keep them, answer 911 now."""
+        worker.dirty.update(names)
+        for fqdn in names:
+            self._settle(fqdn, _unavailable("DNS is unavailable; retrying"))
+
+    def _backoff(self, worker: _Worker) -> None:
+        server = self.config.server
+        worker.failures += 1
+        step = min(server.retry_max, server.retry_initial * 2.0 ** (worker.failures - 1))
+        worker.retry_at = time.monotonic() + step * (0.5 + 0.5 * self._random.random())
+        worker.wake.set()
+
+    def _problem(self, backend: str, fqdn: str, message: str, *, permanent: bool) -> None:
+        old = self.problems.get((backend, fqdn))
+        attempts = (old.attempts if old else 0) + 1
+        problem = Problem(message, permanent, attempts, time.time())
+        self.problems[(backend, fqdn)] = problem
+        self._unsaved_problems[(backend, fqdn)] = problem
+
+    # --- drift repair -----------------------------------------------------------------------
+
+    async def check_drift(self, name: str) -> DriftReport:
+        """Read ``name``'s records back; where DNS differs from what it confirmed, re-apply."""
+        report = DriftReport(name)
+        backend = self.backends[name]
+        if not hasattr(backend, "read"):
+            report.error = "this backend cannot be read back"
+            return report
+        reader = cast(Readable, backend)
+        for zone in self._zones_of(name):
+            names = {f for f in self.state.hosts if self._zone(f) is zone}
+            names |= {f for f, _ in self.applied[name] if self._zone(f) is zone}
+            try:
+                have = await reader.read(zone, sorted(names))
+            except (TransientBackendError, PermanentBackendError) as exc:
+                report.error = str(exc)
+                return report
+            report.checked += len(names)
+            applied = self.applied[name]
+            for fqdn in sorted(names):
+                for rtype in RTYPES:
+                    actual = tuple(sorted(have.get((fqdn, rtype), ())))
+                    believed = applied.get((fqdn, rtype), ())
+                    if actual == believed:
+                        continue
+                    applied[(fqdn, rtype)] = actual
+                    self._unsaved_applied[(name, fqdn, rtype)] = actual
+                    wanted = self.desired(fqdn, rtype)
+                    report.repaired.append(
+                        f"{fqdn} {rtype}: DNS had {','.join(actual) or 'nothing'}, "
+                        f"should have {','.join(wanted) or 'nothing'}"
+                    )
+                    self._mark(fqdn, bump=True)
+        for line in report.repaired:
+            log.warning("%s: drift: %s; re-applying", name, line)
+        return report
+
+    async def _drift_loop(self, name: str, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                report = await self.check_drift(name)
+            except Exception:
+                log.exception("%s: drift check failed", name)
+                continue
+            if report.error:
+                log.warning("%s: drift check could not read DNS: %s", name, report.error)
+
+    async def settle(self, timeout: float) -> bool:
+        """Wait until nothing is pending that can be applied now; False on timeout."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            idle = all(
+                not w.busy and not w.dirty and not w.wake.is_set() for w in self._workers.values()
+            )
+            if idle:
+                return True
+            await asyncio.sleep(0.02)
+        return False
+
+    # --- persistence ------------------------------------------------------------------------
+
+    @property
+    def unsaved(self) -> bool:
+        return bool(self._unsaved_applied or self._unsaved_problems)
+
+    async def persist(self, conn: AsyncConnection) -> None:
+        """Write the confirmations and errors gathered since the last call."""
+        applied, self._unsaved_applied = self._unsaved_applied, {}
+        problems, self._unsaved_problems = self._unsaved_problems, {}
+        if applied:
+            keys = [{"b": b, "f": f, "r": r} for b, f, r in applied]
+            await _delete_keys(conn, _applied, keys, with_rtype=True)
+            applied_rows = [
+                {"backend": b, "fqdn": f, "rtype": r, "addresses": ",".join(a)}
+                for (b, f, r), a in applied.items()
+                if a
+            ]
+            if applied_rows:
+                await conn.execute(insert(_applied), applied_rows)
+        if problems:
+            keys = [{"b": b, "f": f, "r": ""} for b, f in problems]
+            await _delete_keys(conn, _errors, keys, with_rtype=False)
+            rows: list[dict[str, Any]] = [
+                {
+                    "backend": b,
+                    "fqdn": f,
+                    "at": datetime.fromtimestamp(p.at, UTC),
+                    "attempts": p.attempts,
+                    "permanent": p.permanent,
+                    "message": p.message,
+                }
+                for (b, f), p in problems.items()
+                if p is not None
+            ]
+            if rows:
+                await conn.execute(insert(_errors), rows)
+
+    # --- routing ----------------------------------------------------------------------------
+
+    def _zone(self, fqdn: str) -> ZoneSettings | None:
+        return self.config.zone_for(fqdn)
+
+    def _backends_of(self, zone: ZoneSettings) -> list[str]:
+        return [zone.backend]
+
+    def _routes(self, fqdn: str) -> list[Route]:
+        zone = self._zone(fqdn)
+        if zone is None:
+            return []
+        return [(backend, zone) for backend in self._backends_of(zone)]
+
+    def _zones_of(self, backend: str) -> list[ZoneSettings]:
+        return [z for z in self.config.zones if backend in self._backends_of(z)]
+
+
+def _unavailable(reason: str) -> Outcome:
+    return Outcome(Code.SERVER_ERROR, f"stored; DNS will get it when it can ({reason})")
+
+
+async def _delete_keys(
+    conn: AsyncConnection, table: Table, keys: list[dict[str, Any]], *, with_rtype: bool
+) -> None:
+    from sqlalchemy import and_, bindparam
+
+    condition = and_(table.c.backend == bindparam("b"), table.c.fqdn == bindparam("f"))
+    if with_rtype:
+        condition = and_(condition, table.c.rtype == bindparam("r"))
+    await conn.execute(delete(table).where(condition), keys)
