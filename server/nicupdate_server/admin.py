@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .auth import hash_password, new_token, token_digest
 from .config import Config
-from .models import Host, Meta, Record, User, Zone
+from .models import Applied, Host, Meta, Record, SyncError, User, Zone
 from .names import InvalidName, normalize_fqdn
 from .state import ADMIN_REVISION
 from .store import next_serial
@@ -45,6 +45,10 @@ class HostRow:
     last_result: str | None
     last_seen_at: datetime | None
     nochg_count: int
+    # Per backend that has not confirmed the desired records: the record types waiting.
+    pending: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Per backend: its last error for this host, until an apply succeeds.
+    errors: dict[str, str] = field(default_factory=dict)
 
 
 def check_user_name(name: str) -> None:
@@ -202,15 +206,46 @@ class Admin:
             ):
                 by_type = records.setdefault(host_id, {})
                 by_type[rtype] = (*by_type.get(rtype, ()), address)
-            return [
-                HostRow(
-                    host.fqdn,
-                    owner,
-                    records.get(host.id, {}),
-                    host.last_update_at,
-                    host.last_result,
-                    host.last_seen_at,
-                    host.nochg_count,
+            applied: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {}
+            for entry in (await session.execute(select(Applied))).scalars():
+                by_type = applied.setdefault((entry.backend, entry.fqdn), {})
+                by_type[entry.rtype] = tuple(a for a in entry.addresses.split(",") if a)
+            errors: dict[str, dict[str, str]] = {}
+            for problem in (await session.execute(select(SyncError))).scalars():
+                kind = "refused" if problem.permanent else f"{problem.attempts} attempt(s)"
+                errors.setdefault(problem.fqdn, {})[problem.backend] = (
+                    f"{problem.message} ({kind}, {problem.at:%Y-%m-%d %H:%M})"
                 )
-                for host, owner in hosts
-            ]
+            rows = []
+            for host, owner in hosts:
+                desired = records.get(host.id, {})
+                rows.append(
+                    HostRow(
+                        host.fqdn,
+                        owner,
+                        desired,
+                        host.last_update_at,
+                        host.last_result,
+                        host.last_seen_at,
+                        host.nochg_count,
+                        self._pending(host.fqdn, desired, applied),
+                        errors.get(host.fqdn, {}),
+                    )
+                )
+            return rows
+
+    def _pending(
+        self,
+        fqdn: str,
+        desired: dict[str, tuple[str, ...]],
+        applied: dict[tuple[str, str], dict[str, tuple[str, ...]]],
+    ) -> dict[str, tuple[str, ...]]:
+        """Record types each persistent backend still lacks (builtin is always current)."""
+        zone = self._config.zone_for(fqdn)
+        if zone is None or zone.backend == "builtin":
+            return {}
+        have = applied.get((zone.backend, fqdn), {})
+        waiting = tuple(
+            rtype for rtype in ("A", "AAAA") if desired.get(rtype, ()) != have.get(rtype, ())
+        )
+        return {zone.backend: waiting} if waiting else {}

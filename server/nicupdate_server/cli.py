@@ -101,7 +101,18 @@ def cmd_host(config: Config, args: argparse.Namespace) -> int:
         if not rows:
             print(f"no hosts yet: add one with `{PROG} host add FQDN --owner NAME`")
             return 0
-        header = ("HOST", "OWNER", "A", "AAAA", "LAST UPDATE", "LAST RESULT", "LAST SEEN", "NOCHG")
+        header = (
+            "HOST",
+            "OWNER",
+            "A",
+            "AAAA",
+            "LAST UPDATE",
+            "LAST RESULT",
+            "LAST SEEN",
+            "NOCHG",
+            "DNS",
+            "BACKEND ERROR",
+        )
         table = [header] + [
             (
                 row.fqdn,
@@ -112,6 +123,9 @@ def cmd_host(config: Config, args: argparse.Namespace) -> int:
                 row.last_result or "-",
                 _when(row.last_seen_at),
                 str(row.nochg_count),
+                "; ".join(f"{b}: {'+'.join(t)} pending" for b, t in row.pending.items())
+                or "applied",
+                "; ".join(f"{b}: {e}" for b, e in row.errors.items()) or "-",
             )
             for row in rows
         ]
