@@ -7,11 +7,17 @@ cd "$(dirname "$0")/.."
 
 # Debian packages: dig (bind9-dnsutils) for the DNS checks, PostgreSQL for the
 # portability tests, wrk for the benchmark, systemd-analyze (systemd) to verify the
-# client's timer units, ip (iproute2) for the client's interface source.
+# client's timer units, ip (iproute2) for the client's interface source, and BIND and
+# PowerDNS as primaries for the RFC 2136 tests.
 need=()
 command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# Real primaries for the rfc2136 backend: BIND 9 and PowerDNS (with its SQLite backend).
+[ -x /usr/sbin/named ] || need+=(bind9)
+[ -x /usr/sbin/pdns_server ] || need+=(pdns-server)
+[ -e /usr/share/doc/pdns-backend-sqlite3 ] || need+=(pdns-backend-sqlite3)
+command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
 if ((${#need[@]})); then
@@ -21,6 +27,11 @@ if ((${#need[@]})); then
   fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  # bind9 and pdns-server start system daemons on port 53 when installed; the tests run
+  # their own on free ports, so stop the ones this script just installed.
+  for daemon in named pdns; do
+    if command -v service >/dev/null 2>&1; then service "$daemon" stop >/dev/null 2>&1 || true; fi
+  done
 fi
 
 python=${PYTHON:-python3}

@@ -216,6 +216,36 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reconcile(config: Config, args: argparse.Namespace) -> int:
+    from .backends import BackendUnavailable
+    from .repair import reconcile_now
+
+    try:
+        result = _run(reconcile_now(config, timeout=args.timeout))
+    except BackendUnavailable as exc:
+        raise ConfigError(str(exc)) from None
+    failed = False
+    for report in result.reports:
+        if report.error:
+            print(f"{report.backend}: cannot read DNS back: {report.error}")
+            failed = True
+            continue
+        fixed = len(report.repaired)
+        print(f"{report.backend}: {report.checked} names checked, {fixed} differed from DNS")
+        for line in report.repaired:
+            print(f"  re-applied {line}")
+    for backend, names in result.stuck.items():
+        failed = True
+        print(f"{backend}: {len(names)} names still not applied:")
+        for line in names:
+            print(f"  {line}")
+    if not result.reports and not result.stuck:
+        print("nothing to reconcile: no backend besides builtin is configured")
+    elif not failed:
+        print("all backends have the desired records")
+    return 1 if failed or not result.settled else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Dynamic DNS update server (dyndns2).")
     parser.add_argument(
@@ -261,6 +291,14 @@ def build_parser() -> argparse.ArgumentParser:
     host_remove = host_actions.add_parser("remove", help="remove a host and its records")
     host_remove.add_argument("fqdn")
     host.set_defaults(func=cmd_host)
+
+    reconcile = commands.add_parser(
+        "reconcile", help="read the records back from each backend and re-apply what differs"
+    )
+    reconcile.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds to wait for DNS (default 120)"
+    )
+    reconcile.set_defaults(func=cmd_reconcile)
 
     check = commands.add_parser("check-config", help="validate the configuration")
     check.set_defaults(func=cmd_check_config)

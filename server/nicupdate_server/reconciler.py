@@ -130,10 +130,12 @@ class Reconciler:
                 row.message, row.permanent, row.attempts, at
             )
 
-    def start(self) -> None:
+    def start(self, *, retry_refused: bool = False) -> None:
         """Start the workers and the drift checks, and resume everything pending."""
         for zone in self.config.zones:
             for backend in self._backends_of(zone):
+                if backend not in self.backends:  # `reconcile` runs without the builtin one
+                    continue
                 key = (backend, zone.name)
                 worker = self._workers[key] = _Worker(backend, zone)
                 worker.task = asyncio.create_task(
@@ -145,7 +147,7 @@ class Reconciler:
                 self._drift_tasks.append(
                     asyncio.create_task(self._drift_loop(name, interval), name=f"drift-{name}")
                 )
-        self.refresh()
+        self.refresh(retry_refused=retry_refused)
 
     async def close(self) -> None:
         tasks = [w.task for w in self._workers.values() if w.task] + self._drift_tasks
@@ -161,8 +163,11 @@ class Reconciler:
         tasks = [w.task for w in self._workers.values() if w.task] + self._drift_tasks
         return all(not task.done() for task in tasks)
 
-    def refresh(self) -> None:
-        """Compare desired and applied everywhere (at start, and after the CLI changed hosts)."""
+    def refresh(self, *, retry_refused: bool = False) -> None:
+        """Compare desired and applied everywhere (at start, and after the CLI changed hosts).
+
+        Names a backend refused are left alone unless ``retry_refused``.
+        """
         for name, backend in self.backends.items():
             if not persistent(backend):  # it was just rebuilt from the desired state
                 self.applied[name] = {
@@ -175,7 +180,7 @@ class Reconciler:
             names.update(fqdn for fqdn, _ in applied)
         self.behind.clear()
         for fqdn in names:
-            self._mark(fqdn, bump=False)
+            self._mark(fqdn, bump=retry_refused)
 
     def desired(self, fqdn: str, rtype: str) -> tuple[str, ...]:
         host = self.state.hosts.get(fqdn)
@@ -485,7 +490,19 @@ class Reconciler:
         zone = self._zone(fqdn)
         if zone is None:
             return []
-        return [(backend, zone) for backend in self._backends_of(zone)]
+        return [(b, zone) for b in self._backends_of(zone) if b in self.backends]
+
+    def stuck(self) -> dict[str, list[str]]:
+        """Per backend, the names it has not confirmed, with the reason when one is known."""
+        out: dict[str, list[str]] = defaultdict(list)
+        for fqdn in sorted(self.behind):
+            for backend, _ in self._routes(fqdn):
+                waiting = self.pending(backend, fqdn)
+                if waiting:
+                    problem = self.problems.get((backend, fqdn))
+                    reason = f": {problem.message}" if problem else ""
+                    out[backend].append(f"{fqdn} {'+'.join(waiting)}{reason}")
+        return dict(out)
 
     def _zones_of(self, backend: str) -> list[ZoneSettings]:
         return [z for z in self.config.zones if backend in self._backends_of(z)]
