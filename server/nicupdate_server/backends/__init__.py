@@ -50,3 +50,6 @@ def create_backend(name: str, table: Mapping[str, Any]) -> Backend:
             f"backends.{name}.type: {kind!r} is not an available backend type (available: {known})"
         )
     return factory(name, table)
+
+# Backends that ship with nicupdate register themselves when imported.
+from . import rfc2136  # noqa: E402, F401

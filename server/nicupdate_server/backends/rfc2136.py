@@ -17,7 +17,7 @@ set-ups for the first two are in ``deploy/bind`` and ``deploy/powerdns``. ::
     max_records = 500              # record sets (one name and type) per UPDATE message
     max_message_bytes = 60000      # wire size per UPDATE message (udp: at most 1232)
     coalesce_window = 0.002        # seconds to gather changes into one message
-    drift_check_interval = 3600    # seconds between read-backs of the primary
+    drift_check_interval = 3600    # seconds between read-backs of the primary (0: never)
 
 Each :class:`RecordChange` replaces the record set of its name and type (or deletes it
 when it has no address); the other type is never touched. A zone change goes out in as
@@ -145,7 +145,7 @@ class Rfc2136Backend:
         self.coalesce_window = coalesce_window
         self.drift_check_interval = drift_check_interval
         self.messages_sent = 0  # UPDATE messages the primary has answered
-        self._key = dns.tsig.Key(key_name, secret, ALGORITHMS[algorithm])
+        self._key = _Key(key_name, secret, ALGORITHMS[algorithm])
         self._connection: _Connection | None = None
         self._lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -196,6 +196,8 @@ class Rfc2136Backend:
         transfer, with A and AAAA queries.
         """
         wanted = [(fqdn, rtype) for fqdn in names for rtype in RTYPES]
+        if not wanted:
+            return {}
         with self._errors():
             transferred = await self._transfer(dns.name.from_text(zone.name))
             if transferred is not None:
@@ -295,6 +297,11 @@ class Rfc2136Backend:
     def _check_update(self, response: dns.message.Message, signed: bool, zone: str) -> None:
         rcode = response.rcode()
         text = dns.rcode.to_text(rcode)
+        if not signed and rcode == dns.rcode.NOERROR:
+            raise PermanentBackendError(
+                f"{self.label} answered the update of {zone} without a TSIG signature, so its "
+                "answer cannot be trusted: check that the server uses the key for this zone"
+            )
         if not signed:
             raise PermanentBackendError(
                 f"{self.label} rejected the update of {zone} signed with TSIG key "
@@ -414,6 +421,13 @@ class Rfc2136Backend:
 # -- the wire ---------------------------------------------------------------------------
 
 
+class _Key(dns.tsig.Key):
+    """A TSIG key whose repr leaves out the secret (dnspython's shows it)."""
+
+    def __repr__(self) -> str:
+        return f"<TSIG key {self.name} {self.algorithm}>"
+
+
 class _BadAnswer(Exception):
     """An answer that does not belong to the request, or cannot be one."""
 
@@ -457,8 +471,8 @@ class _Connection:
         return await self.reader.readexactly(size)
 
     async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(OSError, RuntimeError):
+        with contextlib.suppress(OSError, RuntimeError):  # RuntimeError: its loop has ended
+            self.writer.close()
             await self.writer.wait_closed()
 
 
@@ -568,7 +582,7 @@ class _Settings:
                 self.number("max_message_bytes", min(60000, size_limit), 512, size_limit, True)
             ),
             "coalesce_window": self.number("coalesce_window", 0.002, 0, 60),
-            "drift_check_interval": self.number("drift_check_interval", 3600, 1, math.inf),
+            "drift_check_interval": self.number("drift_check_interval", 3600, 0, math.inf),
         }
 
     # -- single values
@@ -591,7 +605,8 @@ class _Settings:
                 key, f"must be {'an integer' if integer else 'a number'} (got {value!r})"
             )
         if not low <= value <= high:
-            raise self.error(key, f"must be between {low:g} and {high:g} (got {value!r})")
+            bounds = f"at least {low:g}" if high == math.inf else f"between {low:g} and {high:g}"
+            raise self.error(key, f"must be {bounds} (got {value!r})")
         return float(value)
 
     def choice(self, key: str, options: tuple[str, ...], default: str) -> str:

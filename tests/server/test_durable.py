@@ -1,0 +1,343 @@
+"""nicupdate in front of a real BIND or PowerDNS primary: updates land, and none is lost.
+
+The server runs for real (uvicorn on 127.0.0.1, in-process, or as a child process for
+the SIGKILL test) with an ``rfc2136`` backend pointed at a primary that the fixtures
+start from the shipped examples in deploy/bind and deploy/powerdns.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.server.conftest import ALICE, LiveServer, run_cli, start_server, stop_server
+from tests.server.primaries import Primary, running_bind, running_powerdns
+
+ZONE = "dyn.example.test"
+HOME = f"home.{ZONE}"
+DDCLIENT = "ddclient/3.11.2"
+KINDS = ["bind", "powerdns"]
+
+CONFIG = """
+[server]
+listen = "127.0.0.1:{http_port}"
+database = "sqlite+aiosqlite:///{db}"
+reload_interval = 0.2
+apply_deadline = {deadline}
+retry_initial = 0.1
+retry_max = 0.5
+
+[dns]
+enabled = false
+
+{backend}
+{backend_extra}
+
+[[zones]]
+name = "{zone}"
+backend = "primary"
+ttl = 60
+"""
+
+
+def write_server_config(
+    directory: Path,
+    primary: Primary,
+    *,
+    backend_extra: str = "",
+    deadline: float = 2.0,
+    http_port: int = 0,
+) -> Path:
+    path = directory / "nicupdate.toml"
+    path.write_text(
+        CONFIG.format(
+            http_port=http_port,
+            db=directory / "state.db",
+            deadline=deadline,
+            backend=primary.config_block("primary"),
+            backend_extra=backend_extra,
+            zone=primary.zone,
+        )
+    )
+    return path
+
+
+@pytest.fixture(params=KINDS)
+def primary(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Primary]:
+    start = running_bind if request.param == "bind" else running_powerdns
+    with start(tmp_path / request.param) as running:
+        yield running
+
+
+def eventually(check: Callable[[], bool], timeout: float = 30.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
+
+
+def serve(directory: Path, primary: Primary, **options: object) -> LiveServer:
+    server = start_server(write_server_config(directory, primary, **options))  # type: ignore[arg-type]
+    server.add_user(*ALICE)
+    return server
+
+
+@pytest.fixture
+def live(tmp_path: Path, primary: Primary) -> Iterator[LiveServer]:
+    server = serve(tmp_path, primary)
+    server.add_host(HOME, "alice")
+    yield server
+    stop_server(server)
+
+
+def ddclient(server: LiveServer, query: str) -> httpx.Response:
+    return server.update(query, auth=ALICE, headers={"User-Agent": DDCLIENT})
+
+
+def test_a_ddclient_update_lands_at_the_primary_with_ttl_60(
+    live: LiveServer, primary: Primary
+) -> None:
+    answer = ddclient(live, f"system=dyndns&hostname={HOME}&myip=203.0.113.7,2001:db8::7")
+    assert answer.text == "good 203.0.113.7,2001:db8::7\n"
+    # `good` means the primary confirmed it: it is there already, no waiting.
+    assert primary.query(HOME, "A") == ["203.0.113.7"]
+    assert primary.query(HOME, "AAAA") == ["2001:db8::7"]
+    assert primary.ttl(HOME, "A") == 60
+    assert primary.dig(HOME, "A").strip() == "203.0.113.7"
+    again = ddclient(live, f"system=dyndns&hostname={HOME}&myip=203.0.113.7,2001:db8::7")
+    assert again.text == "nochg 203.0.113.7,2001:db8::7\n"
+
+
+def test_v4_only_leaves_aaaa_and_offline_removes(live: LiveServer, primary: Primary) -> None:
+    assert ddclient(live, f"hostname={HOME}&myip=203.0.113.7,2001:db8::7").text.startswith("good")
+    assert ddclient(live, f"hostname={HOME}&myip=203.0.113.8").text == "good 203.0.113.8\n"
+    assert primary.query(HOME, "A") == ["203.0.113.8"]
+    assert primary.query(HOME, "AAAA") == ["2001:db8::7"]
+    assert ddclient(live, f"hostname={HOME}&offline=yes").text.startswith("good")
+    assert primary.query(HOME, "A") == []
+    assert primary.query(HOME, "AAAA") == []
+
+
+def test_500_hosts_land_in_few_messages(tmp_path: Path, primary: Primary) -> None:
+    server = serve(tmp_path, primary, backend_extra="coalesce_window = 0.02\n")
+    try:
+        names = [f"h{i}.{ZONE}" for i in range(500)]
+        server.admin(lambda a: _add_hosts(a, names))
+        backend = server.runtime.backends["primary"]
+        before = int(getattr(backend, "messages_sent", 0))
+
+        answers = burst(
+            server, [f"hostname={n}&myip=198.51.100.{i % 250 + 1}" for i, n in enumerate(names)]
+        )
+        assert all(a.startswith("good ") for a in answers), [a for a in answers if "good" not in a]
+        messages = int(getattr(backend, "messages_sent", 0)) - before
+        assert messages <= 60, f"{messages} UPDATE messages for 500 hosts"
+        for index in (0, 123, 499):
+            assert primary.query(names[index], "A") == [f"198.51.100.{index % 250 + 1}"]
+    finally:
+        stop_server(server)
+
+
+def burst(server: LiveServer, queries: list[str], clients: int = 64) -> list[str]:
+    """Send the updates from ``clients`` concurrent connections, as many routers would."""
+    with httpx.Client(
+        base_url=server.url,
+        auth=ALICE,
+        headers={"User-Agent": DDCLIENT},
+        timeout=60,
+        limits=httpx.Limits(max_connections=clients),
+    ) as client:
+        client.get("/nic/update?hostname=nonexistent.invalid")  # one password check, then cached
+
+        def send(query: str) -> str:
+            return client.get("/nic/update?" + query).text
+
+        with ThreadPoolExecutor(clients) as pool:
+            return list(pool.map(send, queries))
+
+
+async def _add_hosts(admin: object, names: list[str]) -> None:
+    for name in names:
+        await admin.add_host(name, "alice")  # type: ignore[attr-defined]
+
+
+def test_a_wrong_tsig_secret_is_dnserr_with_a_clear_log(
+    tmp_path: Path, primary: Primary, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrong = tmp_path / "wrong.secret"
+    wrong.write_text("c2VjcmV0LXRoYXQtaXMtbm90LXRoZS1zZXJ2ZXJzLWtleQ==\n")
+    original = primary.secret_file
+    primary.secret_file = wrong
+    try:
+        server = serve(tmp_path, primary)
+    finally:
+        primary.secret_file = original
+    try:
+        server.add_host(HOME, "alice")
+        with caplog.at_level(logging.WARNING):
+            answer = ddclient(server, f"hostname={HOME}&myip=203.0.113.7")
+        assert answer.text == "dnserr\n"
+        assert primary.query(HOME, "A") == []
+        logged = "\n".join(r.getMessage() for r in caplog.records)
+        assert "ddns-key" in logged and "secret" in logged
+        assert "c2VjcmV0" not in logged
+        listed = run_cli("--config", str(server.config_path), "host", "list").stdout
+        assert "refused" in listed
+    finally:
+        stop_server(server)
+
+
+@pytest.mark.parametrize("start", [running_bind, running_powerdns], ids=KINDS)
+def test_a_zone_that_is_not_dynamic_is_dnserr(
+    tmp_path: Path, start: Callable[..., object], caplog: pytest.LogCaptureFixture
+) -> None:
+    with start(tmp_path / "static", dynamic=False) as static:  # type: ignore[attr-defined]
+        server = serve(tmp_path, static)
+        try:
+            server.add_host(HOME, "alice")
+            with caplog.at_level(logging.WARNING):
+                answer = ddclient(server, f"hostname={HOME}&myip=203.0.113.7")
+            assert answer.text == "dnserr\n"
+            assert static.query(HOME, "A") == []
+            logged = "\n".join(r.getMessage() for r in caplog.records)
+            assert "REFUSED" in logged or "NOTAUTH" in logged
+        finally:
+            stop_server(server)
+
+
+def test_primary_down_then_up_loses_none_of_100_updates(tmp_path: Path, primary: Primary) -> None:
+    server = serve(tmp_path, primary, deadline=1.0)
+    try:
+        names = [f"d{i}.{ZONE}" for i in range(100)]
+        server.admin(lambda a: _add_hosts(a, names))
+        primary.stop()
+
+        answers = burst(server, [f"hostname={n}&myip=192.0.2.{i + 1}" for i, n in enumerate(names)])
+        assert answers == ["911\n"] * 100
+        listed = run_cli("--config", str(server.config_path), "host", "list").stdout
+        assert f"d7.{ZONE}" in listed and "primary: A pending" in listed
+
+        primary.start()  # nobody sends anything again
+        assert eventually(
+            lambda: all(primary.query(n, "A") == [f"192.0.2.{i + 1}"] for i, n in enumerate(names))
+        ), "not every stored update reached the primary"
+        # Now a client coming back with the same address is told nothing changed.
+        assert ddclient(server, f"hostname={names[5]}&myip=192.0.2.6").text == "nochg 192.0.2.6\n"
+    finally:
+        stop_server(server)
+
+
+def test_sigkill_with_changes_pending_then_restart_applies_them(
+    tmp_path: Path, primary: Primary
+) -> None:
+    with_port = write_server_config(tmp_path, primary, deadline=0.5, http_port=_free_port())
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    setup = ["--config", str(with_port)]
+    added = run_cli(*setup, "user", "add", "alice", "--password-stdin", stdin=ALICE[1] + "\n")
+    assert added.returncode == 0, added.stderr
+    names = [f"k{i}.{ZONE}" for i in range(10)]
+    for name in names:
+        assert run_cli(*setup, "host", "add", name, "--owner", "alice").returncode == 0
+    primary.stop()
+    server = _spawn(with_port, env)
+    try:
+        url = _url(with_port)
+        for i, name in enumerate(names):
+            answer = httpx.get(
+                f"{url}/nic/update?hostname={name}&myip=192.0.2.{i + 1}", auth=ALICE, timeout=10
+            )
+            assert answer.text == "911\n"
+    finally:
+        server.send_signal(signal.SIGKILL)
+        server.wait(10)
+    primary.start()
+    again = _spawn(with_port, env)
+    try:
+        assert eventually(
+            lambda: all(primary.query(n, "A") == [f"192.0.2.{i + 1}"] for i, n in enumerate(names))
+        ), "changes pending at the SIGKILL were not applied after the restart"
+    finally:
+        again.send_signal(signal.SIGTERM)
+        assert again.wait(20) == 0
+
+
+def test_a_record_edited_behind_our_back_is_restored(tmp_path: Path, primary: Primary) -> None:
+    server = serve(tmp_path, primary, backend_extra="drift_check_interval = 0.5\n")
+    try:
+        server.add_host(HOME, "alice")
+        assert ddclient(server, f"hostname={HOME}&myip=203.0.113.7").text == "good 203.0.113.7\n"
+        primary.edit(HOME, "A", ["203.0.113.66"])
+        assert primary.query(HOME, "A") == ["203.0.113.66"]
+        assert eventually(lambda: primary.query(HOME, "A") == ["203.0.113.7"], timeout=20)
+    finally:
+        stop_server(server)
+
+
+def test_reconcile_command_repairs_and_reports(tmp_path: Path, primary: Primary) -> None:
+    server = serve(tmp_path, primary)
+    try:
+        server.add_host(HOME, "alice")
+        assert ddclient(server, f"hostname={HOME}&myip=203.0.113.7").text == "good 203.0.113.7\n"
+        primary.edit(HOME, "A", ["203.0.113.66"])
+        result = run_cli("--config", str(server.config_path), "reconcile")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "primary: 1 names checked, 1 differed from DNS" in result.stdout
+        assert (
+            f"re-applied {HOME} A: DNS had 203.0.113.66, should have 203.0.113.7" in result.stdout
+        )
+        assert primary.query(HOME, "A") == ["203.0.113.7"]
+        clean = run_cli("--config", str(server.config_path), "reconcile")
+        assert (
+            "0 differed" in clean.stdout and "all backends have the desired records" in clean.stdout
+        )
+    finally:
+        stop_server(server)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _url(config: Path) -> str:
+    for line in config.read_text().splitlines():
+        if line.startswith("listen = "):
+            return "http://" + line.split('"')[1]
+    raise AssertionError("no listen line")
+
+
+def _spawn(config: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nicupdate_server", "--config", str(config), "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = _url(config)
+    if not eventually(lambda: _answers(url), timeout=30):
+        process.kill()
+        process.wait()
+        raise AssertionError("the server did not start")
+    return process
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url + "/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
