@@ -51,5 +51,6 @@ def create_backend(name: str, table: Mapping[str, Any]) -> Backend:
         )
     return factory(name, table)
 
+
 # Backends that ship with nicupdate register themselves when imported.
 from . import rfc2136  # noqa: E402, F401
