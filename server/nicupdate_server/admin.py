@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .auth import hash_password, new_token, token_digest
 from .config import Config
-from .models import Applied, Host, Meta, Record, SyncError, User, Zone
+from .models import Host, Meta, Record, User, Zone, applied, sync_errors
 from .names import InvalidName, normalize_fqdn
 from .state import ADMIN_REVISION
 from .store import next_serial
@@ -206,12 +206,12 @@ class Admin:
             ):
                 by_type = records.setdefault(host_id, {})
                 by_type[rtype] = (*by_type.get(rtype, ()), address)
-            applied: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {}
-            for entry in (await session.execute(select(Applied))).scalars():
-                by_type = applied.setdefault((entry.backend, entry.fqdn), {})
+            confirmed: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {}
+            for entry in await session.execute(select(applied)):
+                by_type = confirmed.setdefault((entry.backend, entry.fqdn), {})
                 by_type[entry.rtype] = tuple(a for a in entry.addresses.split(",") if a)
             errors: dict[str, dict[str, str]] = {}
-            for problem in (await session.execute(select(SyncError))).scalars():
+            for problem in await session.execute(select(sync_errors)):
                 kind = "refused" if problem.permanent else f"{problem.attempts} attempt(s)"
                 errors.setdefault(problem.fqdn, {})[problem.backend] = (
                     f"{problem.message} ({kind}, {problem.at:%Y-%m-%d %H:%M})"
@@ -228,7 +228,7 @@ class Admin:
                         host.last_result,
                         host.last_seen_at,
                         host.nochg_count,
-                        self._pending(host.fqdn, desired, applied),
+                        self._pending(host.fqdn, desired, confirmed),
                         errors.get(host.fqdn, {}),
                     )
                 )

@@ -3,7 +3,7 @@
 An account (user name + password) may update the hosts it owns. A host token
 (user name = the host's FQDN, password = its token) may update that host only.
 
-Passwords are stored as argon2id hashes (passlib API, ``libpass``); one check costs
+Passwords are stored as argon2id hashes (argon2-cffi, PHC strings); one check costs
 tens of milliseconds, so a successful check is remembered as a keyed digest of the
 password next to the hash it was checked against: a client that sends the same
 correct password again is answered without the slow hash, and a new password hash
@@ -21,7 +21,8 @@ import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from passlib.context import CryptContext
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 
 from .dyndns import MAX_CREDENTIAL_BYTES, Credentials
 from .state import HostEntry, State
@@ -29,18 +30,19 @@ from .state import HostEntry, State
 TOKEN_BYTES = 32
 REFUSED_CACHE_SIZE = 4096
 
-_context = CryptContext(schemes=["argon2"], deprecated="auto")
+# argon2id with RFC 9106's low-memory parameters (m=64 MiB, t=3, p=4).
+_hasher = PasswordHasher()
 
 
 def hash_password(password: str) -> str:
-    return str(_context.hash(password))
+    return _hasher.hash(password)
 
 
 def verify_password(password: str, password_hash: str) -> bool:
     try:
-        return bool(_context.verify(password, password_hash))
-    except (ValueError, TypeError):  # malformed hash, or a password the scheme refuses
-        return False
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError, ValueError, TypeError):
+        return False  # wrong password, or a malformed hash
 
 
 # Verified against when the user does not exist, so that case costs the same.

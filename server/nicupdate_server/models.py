@@ -10,12 +10,14 @@ from datetime import datetime
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Column,
     DateTime,
     ForeignKey,
     Index,
     Integer,
     MetaData,
     String,
+    Table,
     Text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -102,31 +104,30 @@ class Meta(Base):
     value: Mapped[int] = mapped_column(BigInteger)
 
 
-class Applied(Base):
-    """What a backend has confirmed for a name: the addresses of one type, as applied.
+# Two plain tables (no ORM classes: the server only reads and writes them in bulk).
 
-    Keyed by name rather than host, so that a removed host's records are still known and
-    can be deleted from DNS. The desired state is ``records``; where the two differ, a
-    change is pending and the reconciler applies it. Backends that rebuild their data
-    from ``records`` at start-up (``builtin``) keep no rows here.
-    """
+# What a backend has confirmed for a name: the addresses of one type, as applied. Keyed
+# by name rather than host, so that a removed host's records are still known and can
+# be deleted from DNS. The desired state is ``records``; where the two differ, a change
+# is pending and the reconciler applies it. Backends that rebuild their data from
+# ``records`` at start-up (``builtin``) keep no rows here.
+applied = Table(
+    "applied",
+    Base.metadata,
+    Column("backend", String(64), primary_key=True),
+    Column("fqdn", String(253), primary_key=True),
+    Column("rtype", String(4), primary_key=True),
+    Column("addresses", Text, nullable=False),  # comma-separated, sorted
+)
 
-    __tablename__ = "applied"
-
-    backend: Mapped[str] = mapped_column(String(64), primary_key=True)
-    fqdn: Mapped[str] = mapped_column(String(253), primary_key=True)
-    rtype: Mapped[str] = mapped_column(String(4), primary_key=True)
-    addresses: Mapped[str] = mapped_column(Text)  # comma-separated, sorted
-
-
-class SyncError(Base):
-    """The last error a backend gave for a name, until a later apply succeeds."""
-
-    __tablename__ = "sync_errors"
-
-    backend: Mapped[str] = mapped_column(String(64), primary_key=True)
-    fqdn: Mapped[str] = mapped_column(String(253), primary_key=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    attempts: Mapped[int] = mapped_column(Integer)
-    permanent: Mapped[bool] = mapped_column(Boolean)
-    message: Mapped[str] = mapped_column(Text)
+# The last error a backend gave for a name, until a later apply succeeds.
+sync_errors = Table(
+    "sync_errors",
+    Base.metadata,
+    Column("backend", String(64), primary_key=True),
+    Column("fqdn", String(253), primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("permanent", Boolean, nullable=False),
+    Column("message", Text, nullable=False),
+)

@@ -44,15 +44,14 @@ from .backends import (
 )
 from .config import Config, ZoneSettings
 from .dyndns import Code
-from .models import Applied, SyncError
+from .models import applied as _applied
+from .models import sync_errors as _errors
 from .state import State
 from .store import Outcome
 
 log = logging.getLogger("nicupdate.reconcile")
 
 RTYPES = ("A", "AAAA")
-_applied = cast(Table, Applied.__table__)
-_errors = cast(Table, SyncError.__table__)
 
 Key = tuple[str, str]  # (fqdn, rtype)
 Route = tuple[str, ZoneSettings]  # (backend name, zone)
@@ -106,9 +105,11 @@ class Reconciler:
         self.backends = backends
         self.applied: dict[str, dict[Key, tuple[str, ...]]] = defaultdict(dict)
         self.problems: dict[tuple[str, str], Problem] = {}
-        self.generation: dict[str, int] = defaultdict(int)
+        # Kept only for names some backend has not confirmed yet (``behind``): an idle
+        # server with many hosts holds nothing here.
+        self.generation: dict[str, int] = {}
         self.confirmed: dict[tuple[str, str], int] = {}  # (backend, fqdn) -> generation
-        self.behind: set[str] = set()  # names some backend has not confirmed yet
+        self.behind: set[str] = set()
         self._waiters: dict[str, list[tuple[int, asyncio.Future[Outcome]]]] = defaultdict(list)
         self._workers: dict[tuple[str, str], _Worker] = {}
         self._unsaved_applied: dict[tuple[str, str, str], tuple[str, ...]] = {}
@@ -121,6 +122,8 @@ class Reconciler:
     async def load(self, conn: AsyncConnection) -> None:
         """Read what the backends have confirmed, and the last errors, from the database."""
         self.applied.clear()
+        if not any(persistent(backend) for backend in self.backends.values()):
+            return  # only builtin: nothing of it is kept in the database
         for row in await conn.execute(select(_applied)):
             addresses = tuple(a for a in row.addresses.split(",") if a)
             self.applied[row.backend][(row.fqdn, row.rtype)] = addresses
@@ -204,16 +207,20 @@ class Reconciler:
 
     def _mark(self, fqdn: str, *, bump: bool) -> None:
         if bump:
-            self.generation[fqdn] += 1
-        generation = self.generation[fqdn]
-        for backend, zone in self._routes(fqdn):
-            if not self.pending(backend, fqdn):
-                self.confirmed[(backend, fqdn)] = generation
+            self.generation[fqdn] = self.generation.get(fqdn, 0) + 1
+        generation = self.generation.get(fqdn, 0)
+        routes = self._routes(fqdn)
+        waiting = [(b, zone) for b, zone in routes if self.pending(b, fqdn)]
+        if waiting:
+            self.behind.add(fqdn)
+        for backend, zone in routes:
+            if (backend, zone) not in waiting:
+                if waiting:
+                    self.confirmed[(backend, fqdn)] = generation
                 continue
             problem = self.problems.get((backend, fqdn))
             if problem is not None and problem.permanent and not bump:
                 continue  # refused before: only a new request or `reconcile` tries again
-            self.behind.add(fqdn)
             worker = self._workers.get((backend, zone.name))
             if worker is not None:
                 worker.dirty.add(fqdn)
@@ -222,7 +229,7 @@ class Reconciler:
 
     async def confirm(self, fqdn: str, deadline: float) -> Outcome:
         """Wait until every backend has the current desired records of ``fqdn``."""
-        generation = self.generation[fqdn]
+        generation = self.generation.get(fqdn, 0)
         if self._is_confirmed(fqdn, generation):
             return Outcome(Code.GOOD)
         now = time.monotonic()
@@ -245,6 +252,8 @@ class Reconciler:
                     del self._waiters[fqdn]
 
     def _is_confirmed(self, fqdn: str, generation: int) -> bool:
+        if fqdn not in self.behind:
+            return True
         return all(
             self.confirmed.get((backend, fqdn), -1) >= generation
             for backend, _ in self._routes(fqdn)
@@ -252,18 +261,21 @@ class Reconciler:
 
     def _settle(self, fqdn: str, failure: Outcome | None = None) -> None:
         """Answer the requests waiting on ``fqdn`` that can be answered now."""
-        if self._is_confirmed(fqdn, self.generation[fqdn]):
+        if fqdn in self.behind and self._is_confirmed(fqdn, self.generation.get(fqdn, 0)):
             self.behind.discard(fqdn)
+            for backend, _ in self._routes(fqdn):
+                self.confirmed.pop((backend, fqdn), None)
         waiting = self._waiters.get(fqdn)
-        if not waiting:
-            return
-        for generation, future in waiting:
-            if future.done():
-                continue
-            if self._is_confirmed(fqdn, generation):
-                future.set_result(Outcome(Code.GOOD))
-            elif failure is not None:
-                future.set_result(failure)
+        if waiting:
+            for generation, future in waiting:
+                if future.done():
+                    continue
+                if self._is_confirmed(fqdn, generation):
+                    future.set_result(Outcome(Code.GOOD))
+                elif failure is not None:
+                    future.set_result(failure)
+        elif fqdn not in self.behind:
+            self.generation.pop(fqdn, None)
 
     # --- the workers ------------------------------------------------------------------------
 
@@ -297,7 +309,7 @@ class Reconciler:
         size = 0
         for position, fqdn in enumerate(names):
             wanted = self.pending(worker.backend, fqdn)
-            generation = self.generation[fqdn]
+            generation = self.generation.get(fqdn, 0)
             if not wanted:
                 self.confirmed[(worker.backend, fqdn)] = generation
                 self._settle(fqdn)

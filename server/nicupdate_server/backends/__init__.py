@@ -52,5 +52,11 @@ def create_backend(name: str, table: Mapping[str, Any]) -> Backend:
     return factory(name, table)
 
 
-# Backends that ship with nicupdate register themselves when imported.
-from . import rfc2136  # noqa: E402, F401
+def _rfc2136(name: str, table: Mapping[str, Any]) -> Backend:
+    # Imported on first use: a server that does not use it does not pay its memory.
+    from .rfc2136 import Rfc2136Backend
+
+    return Rfc2136Backend.from_table(name, table)
+
+
+FACTORIES["rfc2136"] = _rfc2136
