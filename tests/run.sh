@@ -10,13 +10,13 @@ cd "$(dirname "$0")/.."
 # client's timer units, ip (iproute2) for the client's interface source, and BIND and
 # PowerDNS as primaries for the RFC 2136 tests.
 need=()
-command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
+command -v dig >/dev/null 2>&1 && command -v nsupdate >/dev/null 2>&1 || need+=(bind9-dnsutils)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 # Real primaries for the rfc2136 backend: BIND 9 and PowerDNS (with its SQLite backend).
 [ -x /usr/sbin/named ] || need+=(bind9)
 [ -x /usr/sbin/pdns_server ] || need+=(pdns-server)
-[ -e /usr/share/doc/pdns-backend-sqlite3 ] || need+=(pdns-backend-sqlite3)
+[ -e /usr/share/doc/pdns-backend-sqlite3/schema.sqlite3.sql ] || need+=(pdns-backend-sqlite3)
 command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)

@@ -93,9 +93,15 @@ class _Worker:
     task: asyncio.Task[None] | None = None
 
 
-def persistent(backend: Backend) -> bool:
-    """Backends that rebuild their data from ``records`` at start keep no applied rows."""
-    return bool(getattr(backend, "persistent", True))
+class InMemory(Protocol):
+    """A backend whose records are in this process (``builtin``): it is asked directly
+    what it serves, and it is rebuilt from ``records`` at start, so it keeps no rows."""
+
+    def current(self, fqdn: str, rtype: str) -> tuple[str, ...]: ...
+
+
+def keeps_applied(backend: Backend) -> bool:
+    return not hasattr(backend, "current")
 
 
 class Reconciler:
@@ -122,7 +128,7 @@ class Reconciler:
     async def load(self, conn: AsyncConnection) -> None:
         """Read what the backends have confirmed, and the last errors, from the database."""
         self.applied.clear()
-        if not any(persistent(backend) for backend in self.backends.values()):
+        if not any(keeps_applied(backend) for backend in self.backends.values()):
             return  # only builtin: nothing of it is kept in the database
         for row in await conn.execute(select(_applied)):
             addresses = tuple(a for a in row.addresses.split(",") if a)
@@ -171,13 +177,6 @@ class Reconciler:
 
         Names a backend refused are left alone unless ``retry_refused``.
         """
-        for name, backend in self.backends.items():
-            if not persistent(backend):  # it was just rebuilt from the desired state
-                self.applied[name] = {
-                    (fqdn, rtype): addresses
-                    for fqdn, host in self.state.hosts.items()
-                    for rtype, addresses in host.records.items()
-                }
         names = set(self.state.hosts)
         for applied in self.applied.values():
             names.update(fqdn for fqdn, _ in applied)
@@ -191,12 +190,15 @@ class Reconciler:
 
     def pending(self, backend: str, fqdn: str) -> dict[str, tuple[str, ...]]:
         """The record sets ``backend`` still lacks for ``fqdn``: rtype -> wanted addresses."""
-        applied = self.applied[backend]
-        return {
-            rtype: self.desired(fqdn, rtype)
-            for rtype in RTYPES
-            if self.desired(fqdn, rtype) != applied.get((fqdn, rtype), ())
-        }
+        instance = self.backends[backend]
+        if keeps_applied(instance):
+            applied = self.applied[backend]
+            have = {rtype: applied.get((fqdn, rtype), ()) for rtype in RTYPES}
+        else:
+            served = cast(InMemory, instance)
+            have = {rtype: served.current(fqdn, rtype) for rtype in RTYPES}
+        wanted = {rtype: self.desired(fqdn, rtype) for rtype in RTYPES}
+        return {rtype: wanted[rtype] for rtype in RTYPES if wanted[rtype] != have[rtype]}
 
     # --- marking and confirming -------------------------------------------------------------
 
@@ -358,12 +360,11 @@ class Reconciler:
             self._settle(fqdn, Outcome(Code.DNSERR, str(exc)))
             return True
         worker.failures, worker.retry_at = 0, 0.0
-        applied = self.applied[worker.backend]
-        keep = persistent(backend)
+        keep = keeps_applied(backend)
         for fqdn, generation, wanted in batch:
-            for rtype, addresses in wanted.items():
-                applied[(fqdn, rtype)] = addresses
-                if keep:
+            if keep:
+                for rtype, addresses in wanted.items():
+                    self.applied[worker.backend][(fqdn, rtype)] = addresses
                     self._unsaved_applied[(worker.backend, fqdn, rtype)] = addresses
             self.confirmed[(worker.backend, fqdn)] = generation
             if self.problems.pop((worker.backend, fqdn), None) is not None:

@@ -7,6 +7,7 @@ start from the shipped examples in deploy/bind and deploy/powerdns.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -88,18 +89,22 @@ def eventually(check: Callable[[], bool], timeout: float = 30.0) -> bool:
     return check()
 
 
-def serve(directory: Path, primary: Primary, **options: object) -> LiveServer:
+@contextlib.contextmanager
+def serving(directory: Path, primary: Primary, **options: object) -> Iterator[LiveServer]:
+    """A live nicupdate server in front of ``primary``, with the account alice."""
     server = start_server(write_server_config(directory, primary, **options))  # type: ignore[arg-type]
-    server.add_user(*ALICE)
-    return server
+    try:
+        server.add_user(*ALICE)
+        yield server
+    finally:
+        stop_server(server)
 
 
 @pytest.fixture
 def live(tmp_path: Path, primary: Primary) -> Iterator[LiveServer]:
-    server = serve(tmp_path, primary)
-    server.add_host(HOME, "alice")
-    yield server
-    stop_server(server)
+    with serving(tmp_path, primary) as server:
+        server.add_host(HOME, "alice")
+        yield server
 
 
 def ddclient(server: LiveServer, query: str) -> httpx.Response:
@@ -131,8 +136,7 @@ def test_v4_only_leaves_aaaa_and_offline_removes(live: LiveServer, primary: Prim
 
 
 def test_500_hosts_land_in_few_messages(tmp_path: Path, primary: Primary) -> None:
-    server = serve(tmp_path, primary, backend_extra="coalesce_window = 0.02\n")
-    try:
+    with serving(tmp_path, primary, backend_extra="coalesce_window = 0.02\n") as server:
         names = [f"h{i}.{ZONE}" for i in range(500)]
         server.admin(lambda a: _add_hosts(a, names))
         backend = server.runtime.backends["primary"]
@@ -146,8 +150,6 @@ def test_500_hosts_land_in_few_messages(tmp_path: Path, primary: Primary) -> Non
         assert messages <= 60, f"{messages} UPDATE messages for 500 hosts"
         for index in (0, 123, 499):
             assert primary.query(names[index], "A") == [f"198.51.100.{index % 250 + 1}"]
-    finally:
-        stop_server(server)
 
 
 def burst(server: LiveServer, queries: list[str], clients: int = 64) -> list[str]:
@@ -179,12 +181,9 @@ def test_a_wrong_tsig_secret_is_dnserr_with_a_clear_log(
     wrong = tmp_path / "wrong.secret"
     wrong.write_text("c2VjcmV0LXRoYXQtaXMtbm90LXRoZS1zZXJ2ZXJzLWtleQ==\n")
     original = primary.secret_file
-    primary.secret_file = wrong
-    try:
-        server = serve(tmp_path, primary)
-    finally:
+    primary.secret_file = wrong  # the config block nicupdate gets names the wrong secret
+    with serving(tmp_path, primary) as server:
         primary.secret_file = original
-    try:
         server.add_host(HOME, "alice")
         with caplog.at_level(logging.WARNING):
             answer = ddclient(server, f"hostname={HOME}&myip=203.0.113.7")
@@ -195,8 +194,6 @@ def test_a_wrong_tsig_secret_is_dnserr_with_a_clear_log(
         assert "c2VjcmV0" not in logged
         listed = run_cli("--config", str(server.config_path), "host", "list").stdout
         assert "refused" in listed
-    finally:
-        stop_server(server)
 
 
 @pytest.mark.parametrize("start", [running_bind, running_powerdns], ids=KINDS)
@@ -204,8 +201,7 @@ def test_a_zone_that_is_not_dynamic_is_dnserr(
     tmp_path: Path, start: Callable[..., object], caplog: pytest.LogCaptureFixture
 ) -> None:
     with start(tmp_path / "static", dynamic=False) as static:  # type: ignore[attr-defined]
-        server = serve(tmp_path, static)
-        try:
+        with serving(tmp_path, static) as server:
             server.add_host(HOME, "alice")
             with caplog.at_level(logging.WARNING):
                 answer = ddclient(server, f"hostname={HOME}&myip=203.0.113.7")
@@ -213,13 +209,10 @@ def test_a_zone_that_is_not_dynamic_is_dnserr(
             assert static.query(HOME, "A") == []
             logged = "\n".join(r.getMessage() for r in caplog.records)
             assert "REFUSED" in logged or "NOTAUTH" in logged
-        finally:
-            stop_server(server)
 
 
 def test_primary_down_then_up_loses_none_of_100_updates(tmp_path: Path, primary: Primary) -> None:
-    server = serve(tmp_path, primary, deadline=1.0)
-    try:
+    with serving(tmp_path, primary, deadline=1.0) as server:
         names = [f"d{i}.{ZONE}" for i in range(100)]
         server.admin(lambda a: _add_hosts(a, names))
         primary.stop()
@@ -235,8 +228,6 @@ def test_primary_down_then_up_loses_none_of_100_updates(tmp_path: Path, primary:
         ), "not every stored update reached the primary"
         # Now a client coming back with the same address is told nothing changed.
         assert ddclient(server, f"hostname={names[5]}&myip=192.0.2.6").text == "nochg 192.0.2.6\n"
-    finally:
-        stop_server(server)
 
 
 def test_sigkill_with_changes_pending_then_restart_applies_them(
@@ -274,20 +265,16 @@ def test_sigkill_with_changes_pending_then_restart_applies_them(
 
 
 def test_a_record_edited_behind_our_back_is_restored(tmp_path: Path, primary: Primary) -> None:
-    server = serve(tmp_path, primary, backend_extra="drift_check_interval = 0.5\n")
-    try:
+    with serving(tmp_path, primary, backend_extra="drift_check_interval = 0.5\n") as server:
         server.add_host(HOME, "alice")
         assert ddclient(server, f"hostname={HOME}&myip=203.0.113.7").text == "good 203.0.113.7\n"
         primary.edit(HOME, "A", ["203.0.113.66"])
         assert primary.query(HOME, "A") == ["203.0.113.66"]
         assert eventually(lambda: primary.query(HOME, "A") == ["203.0.113.7"], timeout=20)
-    finally:
-        stop_server(server)
 
 
 def test_reconcile_command_repairs_and_reports(tmp_path: Path, primary: Primary) -> None:
-    server = serve(tmp_path, primary)
-    try:
+    with serving(tmp_path, primary) as server:
         server.add_host(HOME, "alice")
         assert ddclient(server, f"hostname={HOME}&myip=203.0.113.7").text == "good 203.0.113.7\n"
         primary.edit(HOME, "A", ["203.0.113.66"])
@@ -302,8 +289,6 @@ def test_reconcile_command_repairs_and_reports(tmp_path: Path, primary: Primary)
         assert (
             "0 differed" in clean.stdout and "all backends have the desired records" in clean.stdout
         )
-    finally:
-        stop_server(server)
 
 
 def _free_port() -> int:

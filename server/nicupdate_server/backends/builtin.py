@@ -12,8 +12,6 @@ from .base import ZoneChange
 
 class BuiltinBackend:
     name = "builtin"
-    # Rebuilt from the desired state at every start: no applied rows to keep.
-    persistent = False
 
     def __init__(self, data: AuthoritativeData) -> None:
         self.data = data
@@ -26,6 +24,11 @@ class BuiltinBackend:
         for record in change.changes:
             data.set(record.fqdn, record.rtype, record.addresses)
         data.serial = change.serial
+
+    def current(self, fqdn: str, rtype: str) -> tuple[str, ...]:
+        """What the DNS listener serves for ``fqdn`` now (the reconciler compares with it)."""
+        zone = self.data.find_zone(fqdn)
+        return zone.records.get(fqdn, {}).get(rtype, ()) if zone is not None else ()
 
     async def close(self) -> None:
         return None
