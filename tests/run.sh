@@ -44,5 +44,7 @@ echo "== ruff check";          .venv/bin/ruff check .
 echo "== mypy --strict";       .venv/bin/mypy
 echo "== pytest"
 .venv/bin/python -m pytest --cov --cov-report=term "$@"
-echo "== benchmark (quick run)"
+echo "== benchmark: update server (quick run)"
 .venv/bin/python tests/benchmarks/bench_update.py --quick
+echo "== benchmark: rfc2136 against BIND (quick run)"
+.venv/bin/python tests/benchmarks/bench_rfc2136.py --quick

@@ -78,6 +78,7 @@ class Authenticator:
         self._verified: dict[str, tuple[bytes, str]] = {}
         self._refused: OrderedDict[tuple[str, bytes], str] = OrderedDict()
         self._hashing = asyncio.Semaphore(max_parallel_hashes)
+        self._in_flight: dict[tuple[str, bytes, str], asyncio.Future[bool]] = {}
 
     def use_state(self, state: State) -> None:
         self._state = state
@@ -109,12 +110,34 @@ class Authenticator:
         if self._refused.get(refused_key) == current_hash:
             self._refused.move_to_end(refused_key)
             return None
+        ok = await self._verify_once(username, digest, password, current_hash)
+        if ok and user is not None:
+            return Principal(user.name, user_id=user.id)
+        return None
+
+    async def _verify_once(
+        self, username: str, digest: bytes, password: str, current_hash: str
+    ) -> bool:
+        """Hash ``password`` once however many requests bring it at the same time.
+
+        Routers that come back together after an outage all send the same credentials:
+        the first request hashes, the others wait for its verdict instead of queueing a
+        hash each."""
+        key = (username, digest, current_hash)
+        pending = self._in_flight.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._verify(username, digest, password, current_hash))
+            self._in_flight[key] = pending
+            pending.add_done_callback(lambda _: self._in_flight.pop(key, None))
+        return await asyncio.shield(pending)
+
+    async def _verify(self, username: str, digest: bytes, password: str, current_hash: str) -> bool:
         async with self._hashing:
             ok = await asyncio.to_thread(verify_password, password, current_hash)
-        if ok and user is not None:
+        if ok and username in self._state.users:
             self._verified[username] = (digest, current_hash)
-            return Principal(user.name, user_id=user.id)
-        self._refused[refused_key] = current_hash
+            return True
+        self._refused[(username, digest)] = current_hash
         if len(self._refused) > REFUSED_CACHE_SIZE:
             self._refused.popitem(last=False)
-        return None
+        return False

@@ -52,6 +52,7 @@ from .store import Outcome
 log = logging.getLogger("nicupdate.reconcile")
 
 RTYPES = ("A", "AAAA")
+ROUTE_CACHE_SIZE = 100_000  # names whose zone and backends are remembered
 
 Key = tuple[str, str]  # (fqdn, rtype)
 Route = tuple[str, ZoneSettings]  # (backend name, zone)
@@ -122,6 +123,7 @@ class Reconciler:
         self._unsaved_problems: dict[tuple[str, str], Problem | None] = {}
         self._drift_tasks: list[asyncio.Task[None]] = []
         self._random = random.Random()
+        self._route_cache: dict[str, list[Route]] = {}  # the configuration does not change
 
     # --- start, stop, state ---------------------------------------------------------------
 
@@ -240,13 +242,15 @@ class Reconciler:
             if worker is not None and worker.retry_at > now and fqdn in worker.dirty:
                 problem = self.problems.get((backend, fqdn))
                 return _unavailable(problem.message if problem else "DNS is unavailable")
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outcome] = loop.create_future()
         self._waiters[fqdn].append((generation, future))
+        reason = f"not confirmed by DNS within {deadline:g} s"
+        timer = loop.call_later(deadline, _expire, future, reason)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), deadline)
-        except TimeoutError:
-            return _unavailable(f"not confirmed by DNS within {deadline:g} s")
+            return await future
         finally:
+            timer.cancel()
             waiting = self._waiters.get(fqdn)
             if waiting is not None:
                 waiting[:] = [(g, f) for g, f in waiting if f is not future]
@@ -500,10 +504,15 @@ class Reconciler:
         return [zone.backend]
 
     def _routes(self, fqdn: str) -> list[Route]:
-        zone = self._zone(fqdn)
-        if zone is None:
-            return []
-        return [(b, zone) for b in self._backends_of(zone) if b in self.backends]
+        routes = self._route_cache.get(fqdn)
+        if routes is None:
+            zone = self._zone(fqdn)
+            backends = self._backends_of(zone) if zone is not None else []
+            routes = [(b, zone) for b in backends if zone is not None and b in self.backends]
+            if len(self._route_cache) >= ROUTE_CACHE_SIZE:
+                self._route_cache.clear()
+            self._route_cache[fqdn] = routes
+        return routes
 
     def stuck(self) -> dict[str, list[str]]:
         """Per backend, the names it has not confirmed, with the reason when one is known."""
@@ -519,6 +528,11 @@ class Reconciler:
 
     def _zones_of(self, backend: str) -> list[ZoneSettings]:
         return [z for z in self.config.zones if backend in self._backends_of(z)]
+
+
+def _expire(future: asyncio.Future[Outcome], reason: str) -> None:
+    if not future.done():
+        future.set_result(_unavailable(reason))
 
 
 def _unavailable(reason: str) -> Outcome:

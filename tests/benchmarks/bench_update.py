@@ -88,13 +88,13 @@ async def hello(request):  # async: a sync endpoint would run in Starlette's thr
 app = Starlette(routes=[Route("/", hello)])
 """
 
-# wrk script for the `good` phase. Request n goes to host n % 1000 with address
-# number n // 1000 (see address_for below, which must agree): consecutive requests
-# for one host always carry different addresses. response() counts every answer
-# that is not HTTP 200 with a body starting "good"; done() reports the counts.
+# wrk script for the `good` phase. Request n (counted from {start}) goes to host
+# n % 1000 with address number n // 1000 (see address_for below, which must agree):
+# consecutive requests for one host always carry different addresses. response() counts
+# every answer that is not HTTP 200 with a body starting "good"; done() reports the counts.
 GOOD_LUA = """\
 local hosts = {hosts}
-local n = 0
+local n = {start}
 bad = 0
 generated = 0
 sample = ""
@@ -225,8 +225,9 @@ def run_wrk(
     *,
     auth: str | None = None,
     script: Path | None = None,
+    connections: int = CONNECTIONS,
 ) -> WrkResult:
-    command = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration}s", "--latency"]
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
     if auth:
         command += ["-H", f"Authorization: {auth}"]
     if script:
@@ -370,6 +371,12 @@ def set_up(work: Path) -> tuple[Path, int, int]:
     config_path.write_text(
         CONFIG.format(http_port=http_port, dns_port=dns_port, database=work / "bench.db", zone=ZONE)
     )
+    add_account(config_path, work)
+    return config_path, http_port, dns_port
+
+
+def add_account(config_path: Path, work: Path) -> None:
+    """The benchmark's account (through the CLI) and its hosts (through the Admin API)."""
     proc = subprocess.run(
         [
             sys.executable,
@@ -395,7 +402,6 @@ def set_up(work: Path) -> tuple[Path, int, int]:
     started = time.monotonic()
     asyncio.run(_add_hosts(config_path))
     print(f"set-up: user {USER!r} and {HOSTS} hosts in {time.monotonic() - started:.1f} s")
-    return config_path, http_port, dns_port
 
 
 def dns_a(fqdn: str, port: int) -> list[str]:
@@ -528,7 +534,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
             failures.append(f"after the nochg load the answer was {status} {body.strip()!r}")
 
         script = work / "good.lua"
-        script.write_text(GOOD_LUA.format(hosts=HOSTS, zone=ZONE))
+        script.write_text(GOOD_LUA.format(hosts=HOSTS, zone=ZONE, start=0))
         print(f"good: {duration} s of wrk over {HOSTS} hosts ...", flush=True)
         good = run_wrk(f"{base}/nic/update", duration, server.pid, auth=auth, script=script)
         counts = re.search(r"^BENCH generated=(\d+) bad=(\d+) sample=(.*)$", good.output, re.M)

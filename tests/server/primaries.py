@@ -59,6 +59,7 @@ class Primary:
     secret_file: Path  # the base64 secret alone
     command: list[str]
     host: str = "127.0.0.1"
+    more_zones: tuple[str, ...] = ()  # zones served besides ``zone``, same key
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -151,19 +152,27 @@ class Primary:
         else:
             self._pdnsutil_edit(name, rdtype, addresses, ttl)
 
+    def zone_of(self, name: str) -> str:
+        """The zone of this server that ``name`` lies in."""
+        zones = [z for z in (self.zone, *self.more_zones) if name == z or name.endswith("." + z)]
+        if not zones:
+            raise ValueError(f"{name} is in none of the zones of this {self.kind}")
+        return max(zones, key=len)
+
     def _nsupdate(self, name: str, rdtype: str, addresses: list[str], ttl: int) -> None:
-        lines = [f"server {self.host} {self.port}", f"zone {self.zone}"]
+        lines = [f"server {self.host} {self.port}", f"zone {self.zone_of(name)}"]
         lines.append(f"update delete {name}. {rdtype}")
         lines += [f"update add {name}. {ttl} {rdtype} {address}" for address in addresses]
         lines.append("send")
         run(["nsupdate", "-v", "-k", str(self.key_file)], stdin="\n".join(lines) + "\n")
 
     def _pdnsutil_edit(self, name: str, rdtype: str, addresses: list[str], ttl: int) -> None:
-        relative = name.removesuffix(f".{self.zone}") if name != self.zone else "@"
+        zone = self.zone_of(name)
+        relative = name.removesuffix(f".{zone}") if name != zone else "@"
         if addresses:
-            self.pdnsutil("replace-rrset", self.zone, relative, rdtype, str(ttl), *addresses)
+            self.pdnsutil("replace-rrset", zone, relative, rdtype, str(ttl), *addresses)
         else:
-            self.pdnsutil("delete-rrset", self.zone, relative, rdtype)
+            self.pdnsutil("delete-rrset", zone, relative, rdtype)
         # The running server caches answers: drop those for the name, as an admin would.
         run(["pdns_control", *self._pdns_dirs(), "purge", f"{name}$"])
 
@@ -257,11 +266,24 @@ def _running(primary: Primary) -> Iterator[Primary]:
 
 
 def bind_config(
-    directory: Path, port: int, zone: str, key_name: str, *, dynamic: bool, transfer: bool
+    directory: Path,
+    port: int,
+    zone: str,
+    key_name: str,
+    *,
+    dynamic: bool,
+    transfer: bool,
+    more_zones: tuple[str, ...] = (),
 ) -> str:
-    """deploy/bind/named.conf, rewritten to run in ``directory`` on ``port``."""
+    """deploy/bind/named.conf, rewritten to run in ``directory`` on ``port``; each of
+    ``more_zones`` gets a copy of the example's zone clause."""
     source = DEPLOY / "bind" / "named.conf"
     text = source.read_text()
+    clause = re.search(r'^zone "dyn\.example\.com" \{.*?^\};\n', text, re.M | re.S)
+    if clause is None:
+        raise RuntimeError(f"{source} has no zone clause: update tests/server/primaries.py")
+    for extra in more_zones:
+        text += "\n" + clause.group(0).replace("dyn.example.com", extra)
     if not dynamic:
         text = rewrite(text, [("update-policy { grant ddns-key zonesub A AAAA; };", "")], source)
     if not transfer:
@@ -293,21 +315,41 @@ def running_bind(
     algorithm: str = "hmac-sha256",
     dynamic: bool = True,
     transfer: bool = True,
+    more_zones: tuple[str, ...] = (),
 ) -> Iterator[Primary]:
     """Run named with the shipped example configuration; stop it by PID afterwards."""
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     secret, key_file, secret_file = make_key(directory, key_name, algorithm)
     zone_source = DEPLOY / "bind" / "dyn.example.com.zone"
-    zone_text = rewrite(zone_source.read_text(), [("dyn.example.com", zone)], zone_source)
-    (directory / f"{zone}.zone").write_text(zone_text)
+    for name in (zone, *more_zones):
+        zone_text = rewrite(zone_source.read_text(), [("dyn.example.com", name)], zone_source)
+        (directory / f"{name}.zone").write_text(zone_text)
     config = directory / "named.conf"
     config.write_text(
-        bind_config(directory, port, zone, key_name, dynamic=dynamic, transfer=transfer)
+        bind_config(
+            directory,
+            port,
+            zone,
+            key_name,
+            dynamic=dynamic,
+            transfer=transfer,
+            more_zones=more_zones,
+        )
     )
     command = ["named", "-f", "-n", "2", "-c", str(config)]
     primary = Primary(
-        "bind", directory, port, zone, key_name, algorithm, secret, key_file, secret_file, command
+        "bind",
+        directory,
+        port,
+        zone,
+        key_name,
+        algorithm,
+        secret,
+        key_file,
+        secret_file,
+        command,
+        more_zones=more_zones,
     )
     with _running(primary):
         yield primary
@@ -340,6 +382,7 @@ def running_powerdns(
     algorithm: str = "hmac-sha256",
     dynamic: bool = True,
     transfer: bool = True,
+    more_zones: tuple[str, ...] = (),
 ) -> Iterator[Primary]:
     """Run pdns_server with the shipped pdns.conf and setup.sh; stop it by PID afterwards."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -353,7 +396,8 @@ def running_powerdns(
         "ALGORITHM": algorithm,
         "SECRET_FILE": str(secret_file),
     }
-    run(["sh", str(DEPLOY / "powerdns" / "setup.sh")], env=setup_env)
+    for name in (zone, *more_zones):
+        run(["sh", str(DEPLOY / "powerdns" / "setup.sh")], env={**setup_env, "ZONE": name})
     command = [
         "pdns_server",
         f"--config-dir={directory}",
@@ -375,6 +419,7 @@ def running_powerdns(
         key_file,
         secret_file,
         command,
+        more_zones=more_zones,
     )
     if not dynamic:
         primary.pdnsutil("set-meta", zone, "TSIG-ALLOW-DNSUPDATE")

@@ -44,6 +44,22 @@ def test_repeated_correct_password_pays_the_hash_once(state: State, counted: lis
     assert len(counted) == 1
 
 
+def test_simultaneous_requests_with_one_password_share_one_hash(
+    state: State, counted: list[str]
+) -> None:
+    # 64 routers coming back at once with the same account: one hash, not 64.
+    async def together() -> list[object]:
+        authenticator = Authenticator(state)
+        right = [Credentials("alice", "right-password")] * 32
+        wrong = [Credentials("alice", "wrong")] * 32
+        return await asyncio.gather(*(authenticator.authenticate(c) for c in right + wrong))
+
+    principals = asyncio.run(together())
+    assert all(p is not None for p in principals[:32])
+    assert all(p is None for p in principals[32:])
+    assert sorted(counted) == ["right-password", "wrong"]
+
+
 def test_password_change_invalidates_the_cache(state: State, counted: list[str]) -> None:
     authenticator = Authenticator(state)
     assert authenticate(authenticator, "alice", "right-password") is not None

@@ -43,7 +43,9 @@ enabled = false
 
 {backend}
 {backend_extra}
+{zones}"""
 
+ZONE_TABLE = """
 [[zones]]
 name = "{zone}"
 backend = "primary"
@@ -67,7 +69,9 @@ def write_server_config(
             deadline=deadline,
             backend=primary.config_block("primary"),
             backend_extra=backend_extra,
-            zone=primary.zone,
+            zones="".join(
+                ZONE_TABLE.format(zone=zone) for zone in (primary.zone, *primary.more_zones)
+            ),
         )
     )
     return path
@@ -150,6 +154,45 @@ def test_500_hosts_land_in_few_messages(tmp_path: Path, primary: Primary) -> Non
         assert messages <= 60, f"{messages} UPDATE messages for 500 hosts"
         for index in (0, 123, 499):
             assert primary.query(names[index], "A") == [f"198.51.100.{index % 250 + 1}"]
+
+
+@pytest.mark.parametrize("start", [running_bind, running_powerdns], ids=KINDS)
+def test_several_zones_share_one_backend(tmp_path: Path, start: Callable[..., object]) -> None:
+    lab = "lab.example.test"
+    with start(tmp_path / "primary", more_zones=(lab,)) as primary:  # type: ignore[attr-defined]
+        assert isinstance(primary, Primary)
+        with serving(tmp_path, primary, backend_extra="coalesce_window = 0.02\n") as server:
+            names = [f"h{i}.{zone}" for zone in (ZONE, lab) for i in range(100)]
+            server.admin(lambda a: _add_hosts(a, names))
+            # One request, a host in each zone: one backend, two UPDATE messages.
+            answer = ddclient(server, f"hostname=h0.{ZONE},h0.{lab}&myip=203.0.113.9")
+            assert answer.text == "good 203.0.113.9\ngood 203.0.113.9\n"
+            assert primary.query(f"h0.{ZONE}", "A") == ["203.0.113.9"]
+            assert primary.query(f"h0.{lab}", "A") == ["203.0.113.9"]
+
+            backend = server.runtime.backends["primary"]
+            before = int(getattr(backend, "messages_sent", 0))
+            queries = [f"hostname={n}&myip=198.51.100.{i % 250 + 1}" for i, n in enumerate(names)]
+            answers = burst(server, queries)
+            assert all(a.startswith("good ") for a in answers), [
+                a for a in answers if "good" not in a
+            ]
+            messages = int(getattr(backend, "messages_sent", 0)) - before
+            assert messages <= 40, f"{messages} UPDATE messages for 200 hosts in two zones"
+            for index in (1, 99, 100, 199):
+                assert primary.query(names[index], "A") == [f"198.51.100.{index % 250 + 1}"]
+
+            # The drift check reads both zones back.
+            primary.edit(f"h5.{lab}", "A", ["192.0.2.66"])
+            primary.edit(f"h5.{ZONE}", "A", [])
+            report = server.call(lambda: server.runtime.reconciler.check_drift("primary"))
+            assert report.checked == 200 and report.error is None
+            assert sorted(report.repaired) == [
+                f"h5.{ZONE} A: DNS had nothing, should have 198.51.100.6",
+                f"h5.{lab} A: DNS had 192.0.2.66, should have 198.51.100.106",
+            ]
+            assert eventually(lambda: primary.query(f"h5.{lab}", "A") == ["198.51.100.106"])
+            assert eventually(lambda: primary.query(f"h5.{ZONE}", "A") == ["198.51.100.6"])
 
 
 def burst(server: LiveServer, queries: list[str], clients: int = 64) -> list[str]:

@@ -20,7 +20,8 @@ set-ups for the first two are in ``deploy/bind`` and ``deploy/powerdns``. ::
     drift_check_interval = 3600    # seconds between read-backs of the primary (0: never)
 
 Each :class:`RecordChange` replaces the record set of its name and type (or deletes it
-when it has no address); the other type is never touched. A zone change goes out in as
+when it has no address); the other type is never touched. :mod:`.dnsupdate` writes and
+signs the messages. A zone change goes out in as
 few UPDATE messages as the two limits allow, one after the other over one TCP connection
 that stays open between changes. The server applies each message atomically; when a
 later message fails, the earlier ones stay applied, and sending the whole change again
@@ -38,7 +39,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +60,10 @@ from . import FACTORIES, BackendUnavailable
 from .base import (
     BackendError,
     PermanentBackendError,
-    RecordChange,
     TransientBackendError,
     ZoneChange,
 )
+from .dnsupdate import BadChange, SignedUpdate, UpdateWriter
 
 log = logging.getLogger("nicupdate.backend")
 
@@ -178,11 +179,9 @@ class Rfc2136Backend:
         is down at start-up delays only the changes, not the server."""
 
     async def apply(self, change: ZoneChange) -> None:
-        zone = dns.name.from_text(change.zone.name)
         with self._errors():
-            for batch in self._batches(zone, change.changes):
-                request = self._update_message(zone, change.zone.ttl, batch)
-                response, signed = await self._exchange(request)
+            for message in self._messages(change):
+                response, signed = message.read_answer(await self._exchange(message), self._key)
                 self._check_update(response, signed, change.zone.name)
                 self.messages_sent += 1
 
@@ -214,56 +213,38 @@ class Rfc2136Backend:
 
     # -- building UPDATE messages ------------------------------------------------------
 
-    def _batches(
-        self, zone: dns.name.Name, changes: Sequence[RecordChange]
-    ) -> Iterator[list[tuple[dns.name.Name, RecordChange]]]:
-        """Split ``changes`` so each message stays within max_records and max_message_bytes."""
-        overhead = self._message_overhead(zone)
-        batch: list[tuple[dns.name.Name, RecordChange]] = []
-        size = overhead
-        for change in changes:
-            name = dns.name.from_text(change.fqdn)
-            if not name.is_subdomain(zone):
-                raise PermanentBackendError(
-                    f"{change.fqdn} is not inside zone {zone.to_text(omit_final_dot=True)}"
-                )
-            cost = _wire_cost(name, change)
-            if batch and (len(batch) >= self.max_records or size + cost > self.max_message_bytes):
-                yield batch
-                batch, size = [], overhead
-            batch.append((name, change))
-            size += cost
-        if batch:
-            yield batch
+    def _messages(self, change: ZoneChange) -> Iterator[SignedUpdate]:
+        """The UPDATE messages for ``change``, each within max_records and max_message_bytes."""
+        writer = None
+        for record in change.changes:
+            try:
+                encoded = (writer or self._writer(change)).encode(record)
+            except BadChange as exc:
+                raise PermanentBackendError(str(exc)) from None
+            if writer is not None and (
+                writer.records >= self.max_records
+                or writer.size + len(encoded[0]) > self.max_message_bytes
+            ):
+                yield writer.sign()
+                writer = None
+            writer = writer or self._writer(change)
+            writer.add(encoded)
+        if writer is not None:
+            yield writer.sign()
 
-    def _message_overhead(self, zone: dns.name.Name) -> int:
-        """The most bytes a message takes besides its records: header, zone, TSIG."""
-        tsig_rdata = _name_length(self._key.algorithm) + 16 + 64  # times, sizes, longest MAC
-        return 12 + _name_length(zone) + 4 + _name_length(self._key.name) + 10 + tsig_rdata
-
-    def _update_message(
-        self, zone: dns.name.Name, ttl: int, batch: list[tuple[dns.name.Name, RecordChange]]
-    ) -> dns.update.UpdateMessage:
-        message = dns.update.UpdateMessage(zone, keyring=self._key)
-        for name, change in batch:
-            if change.addresses:
-                message.replace(name, ttl, change.rtype, *change.addresses)
-            else:
-                message.delete(name, change.rtype)
-        return message
+    def _writer(self, change: ZoneChange) -> UpdateWriter:
+        return UpdateWriter(change.zone.name, change.zone.ttl, self._key)
 
     # -- talking to the primary --------------------------------------------------------
 
-    async def _exchange(self, request: dns.message.Message) -> tuple[dns.message.Message, bool]:
-        """Send ``request``; return the answer and whether it was signed."""
-        if self.transport == "udp":
-            wire = request.to_wire()  # signs it; its MAC checks the answer
-            if len(wire) <= UDP_LIMIT:
-                answer = await _udp_exchange(self.server, self.port, wire, self.timeout)
-                if answer is not None:
-                    return _parse(answer, request)
+    async def _exchange(self, request: SignedUpdate) -> bytes:
+        """Send ``request``; return the answer's bytes."""
+        if self.transport == "udp" and len(request.wire) <= UDP_LIMIT:
+            answer = await _udp_exchange(self.server, self.port, request.wire, self.timeout)
+            if answer is not None:
+                return answer
         async with self._current_lock():
-            return _parse(await self._tcp_exchange(request), request)
+            return await self._tcp_exchange(request.wire)
 
     def _current_lock(self) -> asyncio.Lock:
         """The lock that lets one exchange at a time use the kept connection."""
@@ -273,7 +254,7 @@ class Rfc2136Backend:
             self._loop, self._lock, self._connection = loop, asyncio.Lock(), None
         return self._lock
 
-    async def _tcp_exchange(self, request: dns.message.Message) -> bytes:
+    async def _tcp_exchange(self, wire: bytes) -> bytes:
         """One request and its answer over the kept connection, opened when needed.
 
         A kept connection the server has closed meanwhile is opened again once.
@@ -284,7 +265,7 @@ class Rfc2136Backend:
                 async with asyncio.timeout(self.timeout):
                     if self._connection is None:
                         self._connection = await _Connection.open(self.server, self.port)
-                    return await self._connection.exchange(request.to_wire())
+                    return await self._connection.exchange(wire)
             except (EOFError, ConnectionError) as exc:
                 await self.close()
                 if not reused:
@@ -506,38 +487,8 @@ async def _udp_exchange(server: str, port: int, wire: bytes, timeout: float) -> 
     return None if truncated else answer
 
 
-def _parse(wire: bytes, request: dns.message.Message) -> tuple[dns.message.Message, bool]:
-    """The answer to a signed ``request``, checked against its MAC; and whether it was signed.
-
-    PowerDNS answers an update with a key it does not accept without a signature, so an
-    unsigned answer is returned (flagged) instead of raising.
-    """
-    try:
-        answer = dns.message.from_wire(wire, keyring=request.keyring, request_mac=request.mac)
-        signed = True
-    except dns.exception.FormError:
-        answer = dns.message.from_wire(wire, keyring=False)
-        if answer.had_tsig:
-            raise
-        signed = False
-    if not request.is_response(answer):
-        raise _BadAnswer("the answer does not match the request")
-    return answer, signed
-
-
 def _address_query(fqdn: str, rtype: str) -> dns.message.Message:
     return dns.message.make_query(fqdn, rtype, use_edns=False)
-
-
-def _name_length(name: dns.name.Name) -> int:
-    return sum(len(label) + 1 for label in name.labels)
-
-
-def _wire_cost(name: dns.name.Name, change: RecordChange) -> int:
-    """The most bytes ``change`` adds to a message (names uncompressed)."""
-    record = _name_length(name) + 10  # owner, type, class, TTL, data length
-    data = 4 if change.rtype == "A" else 16
-    return record + len(change.addresses) * (record + data)
 
 
 def _sorted_addresses(rdatas: Any) -> tuple[str, ...]:
