@@ -39,6 +39,8 @@ class HostEntry:
     # nochg answers not yet written to the database, and when (time.time()) the last one was.
     nochg_pending: int = 0
     last_seen_at: float | None = None
+    # last_result changed after the commit (a stored change DNS did not confirm in time).
+    result_unsaved: bool = False
 
 
 @dataclass(slots=True)

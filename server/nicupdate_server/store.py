@@ -271,18 +271,11 @@ class Writer:
 
 
 async def flush_host_stats(conn: AsyncConnection, state: State) -> int:
-    """Write the nochg counts and last-seen times gathered in memory; return how many."""
-    rows = [
-        {
-            "host": host.id,
-            "seen": datetime.fromtimestamp(host.last_seen_at or time.time(), UTC),
-            "result": host.last_result,
-            "count": host.nochg_pending,
-        }
-        for host in state.hosts.values()
-        if host.nochg_pending
-    ]
-    if rows:
+    """Write the nochg counts, last-seen times and answers gathered in memory; return how
+    many hosts had some."""
+    seen = [host for host in state.hosts.values() if host.nochg_pending]
+    answered = [h for h in state.hosts.values() if h.result_unsaved and not h.nochg_pending]
+    if seen:
         await conn.execute(
             update(_hosts)
             .where(_hosts.c.id == bindparam("host"))
@@ -291,11 +284,27 @@ async def flush_host_stats(conn: AsyncConnection, state: State) -> int:
                 last_result=bindparam("result"),
                 nochg_count=_hosts.c.nochg_count + bindparam("count"),
             ),
-            rows,
+            [
+                {
+                    "host": host.id,
+                    "seen": datetime.fromtimestamp(host.last_seen_at or time.time(), UTC),
+                    "result": host.last_result,
+                    "count": host.nochg_pending,
+                }
+                for host in seen
+            ],
         )
-        for host in state.hosts.values():
-            host.nochg_pending = 0
-    return len(rows)
+    if answered:
+        await conn.execute(
+            update(_hosts)
+            .where(_hosts.c.id == bindparam("host"))
+            .values(last_result=bindparam("result")),
+            [{"host": host.id, "result": host.last_result} for host in answered],
+        )
+    for host in (*seen, *answered):
+        host.nochg_pending = 0
+        host.result_unsaved = False
+    return len(seen) + len(answered)
 
 
 async def ensure_zones(conn: AsyncConnection, zones: list[ZoneSettings]) -> None:

@@ -34,6 +34,12 @@ from .store import HostUpdate, Outcome, Writer
 
 log = logging.getLogger("nicupdate.update")
 
+# What `host list` shows as LAST RESULT when a stored change did not reach DNS in time.
+RESULT_LABELS = {
+    Code.SERVER_ERROR: "911: stored, DNS pending",
+    Code.DNSERR: "dnserr: refused by DNS",
+}
+
 OFFLINE: Mapping[str, tuple[str, ...]] = {"A": (), "AAAA": ()}
 
 
@@ -177,7 +183,9 @@ class UpdateService:
         if outcome.code is Code.GOOD:  # stored: now wait for DNS
             outcome = await self._reconciler.confirm(change.host.fqdn, self._deadline)
             if outcome.code is not Code.GOOD:
-                change.host.last_result = f"{outcome.code.value}: {outcome.reason}"[:64]
+                # The reason is in `host list`'s BACKEND ERROR column; keep this short.
+                change.host.last_result = RESULT_LABELS.get(outcome.code, outcome.code.value)
+                change.host.result_unsaved = True
         line = answer_line(outcome.code, addresses)
         log.info(
             "%s: %s (from %s, %s)",

@@ -18,6 +18,7 @@ import dns.query
 import dns.rdatatype
 import httpx
 import pytest
+import uvloop
 from nicupdate_server.admin import Admin
 from nicupdate_server.config import Config, load_config
 from nicupdate_server.runtime import HttpServer, Runtime, http_server
@@ -141,7 +142,7 @@ def run_cli(
 
 def start_server(config_path: Path) -> LiveServer:
     config = load_config(config_path, environ={})
-    loop = asyncio.new_event_loop()
+    loop = uvloop.new_event_loop()  # as `serve` runs it (uvicorn with loop="uvloop")
     runtime_box: dict[str, Any] = {}
     started = threading.Event()
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import uvloop
 from nicupdate_server.backends import (
     FACTORIES,
     BackendUnavailable,
@@ -52,8 +53,9 @@ def backend_for(primary: Primary, **overrides: Any) -> Rfc2136Backend:
     return Rfc2136Backend.from_table("primary", table_for(primary, **overrides))
 
 
-def run_with(backend: Rfc2136Backend, work: Callable[[], Awaitable[T]]) -> T:
-    """Start the backend, run ``work`` and close the backend, on one event loop."""
+def run_with(backend: Rfc2136Backend, work: Callable[[], Awaitable[T]], loop: str = "asyncio") -> T:
+    """Start the backend, run ``work`` and close the backend, on one event loop (the
+    server runs on uvloop, as uvicorn does; ``loop="uvloop"`` uses it too)."""
 
     async def main() -> T:
         await backend.start()
@@ -62,7 +64,9 @@ def run_with(backend: Rfc2136Backend, work: Callable[[], Awaitable[T]]) -> T:
         finally:
             await backend.close()
 
-    return asyncio.run(main())
+    factory = uvloop.new_event_loop if loop == "uvloop" else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main())
 
 
 def change(*records: tuple[str, RType, tuple[str, ...]]) -> ZoneChange:
@@ -170,12 +174,16 @@ def test_a_zone_that_is_not_dynamic_is_permanent(kind: str, tmp_path: Path) -> N
     assert "the zone is not dynamic" in message
 
 
-def test_a_stopped_primary_is_transient_and_a_restarted_one_works(primary: Primary) -> None:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_stopped_primary_is_transient_and_a_restarted_one_works(
+    primary: Primary, loop: str
+) -> None:
     backend = backend_for(primary, timeout=2.0)
 
     async def work() -> None:
         await backend.apply(change((H1, "A", ("203.0.113.1",))))  # the connection stays open
         primary.stop()
+        await asyncio.sleep(0.2)  # the loop sees the connection close (uvloop then refuses writes)
         with pytest.raises(TransientBackendError, match=r"cannot connect to primary .*refused"):
             await backend.apply(change((H1, "A", ("203.0.113.2",))))
         primary.start()
@@ -183,9 +191,10 @@ def test_a_stopped_primary_is_transient_and_a_restarted_one_works(primary: Prima
         # The kept connection dies with a restart; the next change opens a new one.
         primary.stop()
         primary.start()
+        await asyncio.sleep(0.2)
         await backend.apply(change((H1, "A", ("203.0.113.4",))))
 
-    run_with(backend, work)
+    run_with(backend, work, loop)
     assert primary.query(H1, "A") == ["203.0.113.4"]
 
 

@@ -426,7 +426,12 @@ class _Connection:
         return cls(reader, writer)
 
     async def exchange(self, wire: bytes) -> bytes:
-        self.writer.write(len(wire).to_bytes(2, "big") + wire)
+        if self.writer.is_closing():
+            raise ConnectionResetError("the server closed the connection")
+        try:
+            self.writer.write(len(wire).to_bytes(2, "big") + wire)
+        except RuntimeError:  # uvloop: the transport closed under us
+            raise ConnectionResetError("the server closed the connection") from None
         await self.writer.drain()
         answer = await self.receive()
         if answer[:2] != wire[:2]:
