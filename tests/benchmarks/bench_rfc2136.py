@@ -1,29 +1,34 @@
 """Updates through the rfc2136 backend against a real local BIND, next to the built-in one.
 
-Run: ``python tests/benchmarks/bench_rfc2136.py [--duration SECONDS] [--quick]
-[--primary bind|powerdns] [--keep]``
+Run: ``python tests/benchmarks/bench_rfc2136.py [--duration SECONDS] [--rounds N]
+[--quick] [--primary bind|powerdns] [--no-pin] [--keep]``
 
 In one run, on free 127.0.0.1 ports and a temporary directory, it:
 
 1. starts a BIND 9 primary (``named``) from the shipped ``deploy/bind`` example, with a
    fresh TSIG key (``--primary powerdns``: PowerDNS from ``deploy/powerdns``);
-2. measures, each with its own nicupdate server, database, account and 1,000 hosts, the
-   ``good`` update rate through the HTTP endpoint at 64 concurrent clients, every request
-   a new address for one of the hosts (wrk with the same script as bench_update.py):
+2. starts three nicupdate servers, each with its own database, account and 1,000 hosts:
 
    - ``builtin``: the built-in DNS backend (the reference);
    - ``rfc2136``: the rfc2136 backend with its default coalescing;
    - ``rfc2136, uncoalesced``: the same with ``coalesce_window = 0`` and
      ``max_records = 1``, one UPDATE message per host change;
 
-   for the rfc2136 phases it counts the UPDATE messages the primary applied (its SOA
+   with two or more CPUs, the servers run on the first CPU and everything else (wrk,
+   the primary, this script) on the others, so that the load generator and the
+   primary do not take CPU time from the server being measured (``--no-pin``: no);
+3. measures the ``good`` update rate of each through the HTTP endpoint at 64
+   concurrent clients, every request a new address for one of the hosts (wrk with the
+   script of bench_update.py), in ``--rounds`` turns (3; the median is reported). For
+   the rfc2136 servers it counts the UPDATE messages the primary applied (its SOA
    serial rises by one per message) and checks that it serves the last address sent;
-3. with the coalescing rfc2136 server, 64 concurrent clients (asyncio, httpx) each update
-   their own hosts and, from the answer ``good`` on, ask the primary for the host's A
-   record until it serves the new address: the visibility delay, p50 and p99. The query
-   is the UDP query ``dig`` sends, made with dnspython so that starting a ``dig`` process
-   does not count; afterwards real ``dig`` checks a few hosts;
-4. prints a summary with the targets of issue 4: rfc2136 >= 80% of builtin, coalescing
+4. loads the coalescing rfc2136 server with 63 wrk connections while one more client
+   updates its own hosts one at a time and, from each answer ``good`` on, asks the
+   primary for the host's A record until it serves the new address: the visibility
+   delay, p50 and p99. The query is the UDP query ``dig`` sends, made with dnspython so
+   that starting a ``dig`` process does not count; afterwards real ``dig`` checks the
+   last hosts;
+5. prints a summary with the targets of issue 4: rfc2136 >= 80% of builtin, coalescing
    >= 2x the uncoalesced rate, p50 visibility < 5 ms.
 
 Timings are printed, never asserted: the exit status is non-zero only when something
@@ -116,6 +121,7 @@ class Measured:
     messages: int | None  # UPDATE messages the primary applied during the load
     dns_ok: bool
     primary_cpu: float  # CPU seconds of the primary per second of load
+    generated: int  # the wrk script's request counter at the end
 
 
 @dataclass
@@ -139,6 +145,24 @@ def primary_serial(port: int) -> int:
         for rdata in rrset:
             return int(rdata.serial)  # type: ignore[attr-defined]
     raise BenchError(f"the primary on port {port} has no SOA for {ZONE}")
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Keep every thread of process ``pid`` on ``cpus``."""
+    for thread in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(thread), cpus)
+
+
+def cpu_layout(args: argparse.Namespace) -> tuple[set[int], set[int]] | None:
+    """(CPUs for the nicupdate server, CPUs for wrk, the primary and the rest), or None
+    when the benchmark does not pin (--no-pin, one CPU, or no sched_setaffinity)."""
+    if not args.pin or not hasattr(os, "sched_setaffinity"):
+        return None
+    available = sorted(os.sched_getaffinity(0))
+    if len(available) < 2:
+        return None
+    return {available[0]}, set(available[1:])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -179,18 +203,19 @@ def start_server(
 
 
 def measure(
-    processes: Processes,
-    work: Path,
     phase: Phase,
-    block: str,
-    primary_port: int,
-    primary_pid: int,
+    server: subprocess.Popen[bytes],
+    http_port: int,
+    primary: tuple[int, int],  # port, pid
+    work: Path,
     duration: int,
     auth: str,
-) -> tuple[Measured, subprocess.Popen[bytes], int]:
-    server, http_port = start_server(processes, work, phase, block)
+    start: int,
+) -> Measured:
+    """One wrk run of ``duration`` seconds, its script counting requests from ``start``."""
+    primary_port, primary_pid = primary
     script = work / "good.lua"
-    script.write_text(GOOD_LUA.format(hosts=HOSTS, zone=ZONE, start=0))
+    script.write_text(GOOD_LUA.format(hosts=HOSTS, zone=ZONE, start=start))
     serial = primary_serial(primary_port) if phase.backend_name != "builtin" else 0
     primary_before = cpu_seconds(primary_pid)
     print(f"{phase.name}: {duration} s of wrk over {HOSTS} hosts ...", flush=True)
@@ -208,14 +233,13 @@ def measure(
     dns_ok = True
     if phase.backend_name != "builtin":
         messages = primary_serial(primary_port) - serial
-        problems = check_dns(generated, primary_port)
+        problems = check_dns(generated, primary_port, start=start)
         for problem in problems:
             print(f"FAILED ({phase.name}): {problem}", file=sys.stderr)
         dns_ok = not problems
     if server.poll() is not None:
         raise BenchError(f"the {phase.name} server exited during the run ({server.returncode})")
-    measured = Measured(phase, result, bad, counts.group(3), messages, dns_ok, primary_cpu)
-    return measured, server, http_port
+    return Measured(phase, result, bad, counts.group(3), messages, dns_ok, primary_cpu, generated)
 
 
 def probe(
@@ -328,38 +352,44 @@ def run(args: argparse.Namespace, work: Path) -> int:
 
     auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     processes = Processes(work)
-    results: list[Measured] = []
+    results: dict[str, list[Measured]] = {phase.name: [] for phase in PHASES}
     failures: list[str] = []
     with running_primary(args.primary, work) as running:
         assert isinstance(running, Primary) and running.pid is not None
         block = running.config_block("primary")
+        primary = (running.port, running.pid)
         print(f"{args.primary} primary on 127.0.0.1:{running.port} (pid {running.pid})")
+        layout = args.layout = cpu_layout(args)
+        if layout is not None:
+            server_cpus, other_cpus = layout
+            os.sched_setaffinity(0, other_cpus)  # this script, and wrk (its child)
+            pin(running.pid, other_cpus)
         try:
-            for phase in PHASES:
-                measured, _, http_port = measure(
-                    processes,
-                    work,
-                    phase,
-                    block,
-                    running.port,
-                    running.pid,
-                    args.duration,
-                    auth,
-                )
-                results.append(measured)
-                if phase is PHASES[1]:
-                    # Start the wrk script a few rounds past where the load phase ended,
-                    # so that every request is a new address for its host.
-                    start = (measured.wrk.requests // HOSTS + 2) * (HOSTS - PROBE_HOSTS)
-                    visibility, background = measure_visibility(
-                        work, http_port, running.port, auth, args.duration, start
+            servers = {phase.name: start_server(processes, work, phase, block) for phase in PHASES}
+            if layout is not None:
+                for server, _ in servers.values():
+                    pin(server.pid, server_cpus)
+            # Rounds take turns, so that whatever else the machine does hits every phase.
+            for _ in range(args.rounds):
+                for phase in PHASES:
+                    server, http_port = servers[phase.name]
+                    done = results[phase.name]
+                    # Each run counts on from the last: every request is a new address.
+                    start = (done[-1].generated // HOSTS + 2) * HOSTS if done else 0
+                    done.append(
+                        measure(phase, server, http_port, primary, work, args.duration, auth, start)
                     )
-                    failures += check_with_dig(running.port, visibility.sent)
-                processes.stop(f"nicupdate {phase.name}")
+            coalescing = PHASES[1].name
+            _, http_port = servers[coalescing]
+            start = (results[coalescing][-1].generated // HOSTS + 2) * (HOSTS - PROBE_HOSTS)
+            visibility, background = measure_visibility(
+                work, http_port, running.port, auth, args.duration, start
+            )
+            failures += check_with_dig(running.port, visibility.sent)
         finally:
             processes.stop_all()
 
-    for measured in results:
+    for measured in (m for runs in results.values() for m in runs):
         if measured.bad:
             failures.append(
                 f"{measured.phase.name}: {measured.bad} answers were not 'good' "
@@ -373,29 +403,60 @@ def run(args: argparse.Namespace, work: Path) -> int:
             f"visibility: {visibility.timeouts} updates answered good were not served "
             f"within {VISIBILITY_TIMEOUT:g} s"
         )
+    report(args, results, visibility, background, failures)
+    for problem in failures:
+        print(f"FAILED: {problem}", file=sys.stderr)
+    return 1 if failures else 0
 
-    builtin, coalesced, uncoalesced = (m.wrk.requests_per_s for m in results)
+
+def report(
+    args: argparse.Namespace,
+    results: dict[str, list[Measured]],
+    visibility: Visibility,
+    background: WrkResult,
+    failures: list[str],
+) -> None:
+    rates = {
+        name: statistics.median(m.wrk.requests_per_s for m in runs)
+        for name, runs in results.items()
+    }
+    builtin, coalesced, uncoalesced = (rates[phase.name] for phase in PHASES)
     share = coalesced / builtin if builtin else 0.0
     factor = coalesced / uncoalesced if uncoalesced else 0.0
     width = 27
     print()
+    rounds = f"median of {args.rounds} rounds" if args.rounds > 1 else "one round"
     print(
-        f"wrk -t1 -c{CONNECTIONS} -d{args.duration}s --latency, {os.cpu_count()} CPUs, "
-        f"{args.primary} primary"
+        f"wrk -t1 -c{CONNECTIONS} -d{args.duration}s --latency, {rounds}, "
+        f"{os.cpu_count()} CPUs, {args.primary} primary"
     )
-    for measured in results:
-        line = (
-            f"{measured.phase.name:<{width}}{measured.wrk.requests_per_s:>8.0f} updates/s  "
-            f"{latency(measured.wrk)}  server CPU {measured.wrk.server_cpu:.2f}"
+    layout = args.layout
+    if layout is not None:
+        print(
+            f"CPUs: nicupdate server on {sorted(layout[0])}; wrk, the primary and the probe "
+            f"on {sorted(layout[1])}"
         )
-        if measured.messages is not None:
-            changes = measured.wrk.requests
-            per = changes / measured.messages if measured.messages else 0.0
+    else:
+        print("CPUs: not pinned; every process shares every CPU")
+    for phase in PHASES:
+        runs = results[phase.name]
+        middle = sorted(runs, key=lambda m: m.wrk.requests_per_s)[len(runs) // 2]
+        line = (
+            f"{phase.name:<{width}}{rates[phase.name]:>8.0f} updates/s  {latency(middle.wrk)}  "
+            f"server CPU {middle.wrk.server_cpu:.2f}"
+        )
+        if middle.messages is not None:
+            changes = sum(m.wrk.requests for m in runs)
+            messages = sum(m.messages or 0 for m in runs)
+            per = changes / messages if messages else 0.0
             line += (
-                f", {args.primary} CPU {measured.primary_cpu:.2f}; "
-                f"{measured.messages} UPDATE messages, {per:.1f} host changes each"
+                f", {args.primary} CPU {middle.primary_cpu:.2f}; "
+                f"{messages} UPDATE messages, {per:.1f} host changes each"
             )
         print(line)
+        if len(runs) > 1:
+            each = ", ".join(f"{m.wrk.requests_per_s:.0f}" for m in runs)
+            print(f"{'':<{width}}rounds: {each}")
     print(
         f"{'rfc2136 / builtin':<{width}}{share:>8.0%}  (target >= {TARGET_SHARE:.0%}: "
         f"{met(share >= TARGET_SHARE)})"
@@ -404,24 +465,21 @@ def run(args: argparse.Namespace, work: Path) -> int:
         f"{'coalesced / uncoalesced':<{width}}{factor:>7.1f}x  (target >= "
         f"{TARGET_COALESCING:g}x: {met(factor >= TARGET_COALESCING)})"
     )
-    if visibility.delays_ms:
-        p50 = statistics.median(visibility.delays_ms)
-        p99 = percentile(visibility.delays_ms, 0.99)
-        print(
-            f"{'good -> primary serves it':<{width}}p50 {p50:.2f} ms, p99 {p99:.2f} ms, max "
-            f"{max(visibility.delays_ms):.2f} ms  (target p50 < {TARGET_VISIBLE_P50_MS:g} ms: "
-            f"{met(p50 < TARGET_VISIBLE_P50_MS)})"
-        )
-        print(
-            f"{'':<{width}}{len(visibility.delays_ms)} probe updates beside "
-            f"{background.requests_per_s:.0f} updates/s from {CONNECTIONS - 1} wrk connections"
-            f"; the first query saw the new address for {visibility.first_query} of them"
-        )
-    else:
+    if not visibility.delays_ms:
         failures.append("visibility: no update was measured")
-    for problem in failures:
-        print(f"FAILED: {problem}", file=sys.stderr)
-    return 1 if failures else 0
+        return
+    p50 = statistics.median(visibility.delays_ms)
+    p99 = percentile(visibility.delays_ms, 0.99)
+    print(
+        f"{'good -> primary serves it':<{width}}p50 {p50:.2f} ms, p99 {p99:.2f} ms, max "
+        f"{max(visibility.delays_ms):.2f} ms  (target p50 < {TARGET_VISIBLE_P50_MS:g} ms: "
+        f"{met(p50 < TARGET_VISIBLE_P50_MS)})"
+    )
+    print(
+        f"{'':<{width}}{len(visibility.delays_ms)} probe updates beside "
+        f"{background.requests_per_s:.0f} updates/s from {CONNECTIONS - 1} wrk connections"
+        f"; the first query saw the new address for {visibility.first_query} of them"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -429,16 +487,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--duration", type=int, default=None, help="seconds of load per phase (default 10)"
     )
-    parser.add_argument("--quick", action="store_true", help="3 seconds per phase (for CI)")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="runs of each phase, in turns (default 3)"
+    )
+    parser.add_argument("--quick", action="store_true", help="one round of 3 s (for CI)")
     parser.add_argument("--primary", choices=("bind", "powerdns"), default="bind")
+    parser.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="do not give the nicupdate server a CPU of its own (the default with 2+ CPUs)",
+    )
     parser.add_argument(
         "--keep", action="store_true", help="keep the temporary directory (configs, logs, dbs)"
     )
     args = parser.parse_args(argv)
     if args.duration is None:
         args.duration = 3 if args.quick else 10
-    if args.duration < 1:
-        parser.error("--duration must be at least 1 second")
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
+    if args.duration < 1 or args.rounds < 1:
+        parser.error("--duration and --rounds must be at least 1")
     needed = {"wrk": "wrk", "dig": "bind9-dnsutils"}
     needed["named" if args.primary == "bind" else "pdns_server"] = (
         "bind9" if args.primary == "bind" else "pdns-server pdns-backend-sqlite3"

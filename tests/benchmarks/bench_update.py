@@ -419,16 +419,17 @@ def dns_a(fqdn: str, port: int) -> list[str]:
     )
 
 
-def check_dns(generated: int, dns_port: int, samples: int = 5) -> list[str]:
-    """Problems found: hosts whose DNS answer is not the last address sent to them.
+def check_dns(generated: int, dns_port: int, samples: int = 5, start: int = 0) -> list[str]:
+    """Problems found: hosts whose DNS answer is not the last address sent to them, by a
+    wrk script that counted its requests from ``start`` up to ``generated``.
 
     The last few requests may still have been in flight when wrk stopped, so the
     sample is taken among hosts whose last request left well before the end."""
     problems = []
-    if generated < 2 * CONNECTIONS + samples:
-        return [f"only {generated} requests were generated: too few to check"]
+    if generated - start < 2 * CONNECTIONS + samples:
+        return [f"only {generated - start} requests were generated: too few to check"]
     newest = generated - 1 - 2 * CONNECTIONS  # index of the newest request to check
-    oldest = max(0, generated - HOSTS)  # every host's last request is at or after this
+    oldest = max(start, generated - HOSTS)  # every host's last request is at or after this
     step = max(1, (newest - oldest) // samples)
     for index in range(newest, oldest - 1, -step)[:samples]:
         host = index % HOSTS
