@@ -7,6 +7,7 @@ import base64
 import contextlib
 import logging
 import math
+import sqlite3
 import tomllib
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -172,6 +173,62 @@ def test_a_zone_that_is_not_dynamic_is_permanent(kind: str, tmp_path: Path) -> N
         f"primary 127.0.0.1:{primary.port} refused the update of dyn.example.test: REFUSED"
     )
     assert "the zone is not dynamic" in message
+
+
+def test_an_unknown_key_name_is_permanent_and_says_so(primary: Primary) -> None:
+    backend = backend_for(primary, tsig_key_name="no-such-key")
+    with pytest.raises(PermanentBackendError) as raised:
+        run_with(backend, lambda: backend.apply(change((H1, "A", ("203.0.113.1",)))))
+    message = str(raised.value)
+    assert "no-such-key" in message
+    # BIND says BADKEY; PowerDNS answers REFUSED without a signature.
+    assert "BADKEY" in message or "does not know a key no-such-key" in message
+    assert primary.secret not in message
+
+
+def test_a_clock_off_by_an_hour_is_permanent_badtime(
+    primary: Primary, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nicupdate_server.backends import dnsupdate
+
+    real = dnsupdate.time.time
+    monkeypatch.setattr(dnsupdate.time, "time", lambda: real() + 3600)
+    backend = backend_for(primary)
+    with pytest.raises(PermanentBackendError) as raised:
+        run_with(backend, lambda: backend.apply(change((H1, "A", ("203.0.113.1",)))))
+    message = str(raised.value)
+    # BIND answers BADTIME; PowerDNS answers REFUSED without a signature.
+    assert "BADTIME" in message or "clocks differ" in message, message
+    assert primary.query(H1, "A") == []
+
+
+def test_a_zone_the_primary_does_not_serve_is_permanent(primary: Primary) -> None:
+    other = ZoneSettings(name="elsewhere.example.test", backend="primary", ttl=60)
+    backend = backend_for(primary)
+    update = ZoneChange(other, 0, [RecordChange("h.elsewhere.example.test", "A", ("192.0.2.1",))])
+    with pytest.raises(PermanentBackendError) as raised:
+        run_with(backend, lambda: backend.apply(update))
+    message = str(raised.value)
+    assert "elsewhere.example.test" in message
+    assert "NOTAUTH" in message or "REFUSED" in message or "NOTZONE" in message, message
+
+
+def test_a_primary_that_cannot_write_is_transient(tmp_path: Path) -> None:
+    # PowerDNS answers SERVFAIL while its database is locked by another writer.
+    with running_powerdns(tmp_path / "powerdns") as primary:
+        database = primary.directory / "pdns.sqlite3"
+        locker = sqlite3.connect(database, isolation_level=None, timeout=1)
+        locker.execute("BEGIN EXCLUSIVE")
+        backend = backend_for(primary, timeout=5.0)
+        try:
+            with pytest.raises(TransientBackendError) as raised:
+                run_with(backend, lambda: backend.apply(change((H1, "A", ("203.0.113.1",)))))
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        assert "SERVFAIL" in str(raised.value), str(raised.value)
+        run_with(backend, lambda: backend.apply(change((H1, "A", ("203.0.113.2",)))))
+        assert primary.query(H1, "A") == ["203.0.113.2"]
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])

@@ -287,8 +287,9 @@ class Rfc2136Backend:
             raise PermanentBackendError(
                 f"{self.label} rejected the update of {zone} signed with TSIG key "
                 f"{self.key_name}: {text}, unsigned (the server does not know a key "
-                f"{self.key_name} with algorithm {self.algorithm}, or the secret differs from "
-                "the server's: compare them; the server's log says which)"
+                f"{self.key_name} with algorithm {self.algorithm}, the secret differs from "
+                "the server's, or the clocks differ by more than 5 minutes; the server's log "
+                "says which)"
             )
         if rcode == dns.rcode.NOERROR:
             return
