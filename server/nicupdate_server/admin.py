@@ -242,10 +242,14 @@ class Admin:
     ) -> dict[str, tuple[str, ...]]:
         """Record types each persistent backend still lacks (builtin is always current)."""
         zone = self._config.zone_for(fqdn)
-        if zone is None or zone.backend == "builtin":
-            return {}
-        have = applied.get((zone.backend, fqdn), {})
-        waiting = tuple(
-            rtype for rtype in ("A", "AAAA") if desired.get(rtype, ()) != have.get(rtype, ())
-        )
-        return {zone.backend: waiting} if waiting else {}
+        pending: dict[str, tuple[str, ...]] = {}
+        for backend in zone.backends if zone is not None else ():
+            if backend == "builtin":
+                continue
+            have = applied.get((backend, fqdn), {})
+            waiting = tuple(
+                rtype for rtype in ("A", "AAAA") if desired.get(rtype, ()) != have.get(rtype, ())
+            )
+            if waiting:
+                pending[backend] = waiting
+        return pending

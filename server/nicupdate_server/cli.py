@@ -147,7 +147,9 @@ def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
             create_backend(name, table)
         except BackendUnavailable as exc:
             raise ConfigError(str(exc)) from None
-    zones = ", ".join(f"{z.name} (backend {z.backend}, ttl {z.ttl})" for z in config.zones)
+    zones = ", ".join(
+        f"{z.name} (backend {' + '.join(z.backends)}, ttl {z.ttl})" for z in config.zones
+    )
     where = args.config_path or "built-in defaults"
     print(
         f"configuration OK ({where}): HTTP {config.server.listen}, "
@@ -159,7 +161,7 @@ def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
 async def _demo(config: Config) -> tuple[str, str, str]:
     from .admin import AdminError
 
-    zone = next((z for z in config.zones if z.backend == "builtin"), config.zones[0])
+    zone = next((z for z in config.zones if "builtin" in z.backends), config.zones[0])
     fqdn = f"demo.{zone.name}"
     password = secrets.token_urlsafe(12)
 

@@ -256,7 +256,10 @@ class DnsSettings:
 @dataclass(frozen=True, slots=True)
 class ZoneSettings:
     name: str = _required(_fqdn)
+    # One backend (`backend = "x"`) or several (`backends = ["x", "y"]`), each applied
+    # and retried on its own; `backend` is then the first of them.
     backend: str = _key("builtin", _string)
+    backends: tuple[str, ...] = _key((), _list_of(_string, "backend names", non_empty=True))
     ttl: int = _key(60, _number(1, 86400, integer=True))
     public_only: bool = _key(False, _boolean)
     # NS records at the apex; default: ns.<zone>.
@@ -266,6 +269,9 @@ class ZoneSettings:
     soa_rname: str = _key("", _rname)
 
     def __post_init__(self) -> None:
+        if not self.backends:
+            object.__setattr__(self, "backends", (self.backend,))
+        object.__setattr__(self, "backend", self.backends[0])
         if not self.nameservers:
             object.__setattr__(self, "nameservers", (f"ns.{self.name}",))
         if not self.soa_rname:
@@ -275,6 +281,9 @@ class ZoneSettings:
 def _zones(value: Any) -> tuple[ZoneSettings, ...]:
     if not isinstance(value, list) or not value:
         raise ValueError("must be a list of at least one [[zones]] table")
+    for index, table in enumerate(value):
+        if isinstance(table, dict) and "backend" in table and "backends" in table:
+            raise ConfigError(f"zones[{index}].backends: give either backend or backends, not both")
     return tuple(_build(ZoneSettings, table, f"zones[{i}]") for i, table in enumerate(value))
 
 
@@ -299,11 +308,15 @@ class Config:
             if zone.name in seen:
                 raise ConfigError(f"zones[{index}].name: zone {zone.name!r} is listed twice")
             seen.add(zone.name)
-            if zone.backend != "builtin" and zone.backend not in self.backends:
-                raise ConfigError(
-                    f"zones[{index}].backend: no backend named {zone.backend!r} "
-                    f'(use "builtin" or define [backends.{zone.backend}])'
-                )
+            key = "backend" if len(zone.backends) == 1 else "backends"
+            for name in zone.backends:
+                if name != "builtin" and name not in self.backends:
+                    raise ConfigError(
+                        f"zones[{index}].{key}: no backend named {name!r} "
+                        f'(use "builtin" or define [backends.{name}])'
+                    )
+            if len(set(zone.backends)) != len(zone.backends):
+                raise ConfigError(f"zones[{index}].backends: a backend is listed twice")
 
     def zone_for(self, fqdn: str) -> ZoneSettings | None:
         """The most specific configured zone that contains ``fqdn``."""

@@ -501,7 +501,7 @@ class Reconciler:
         return self.config.zone_for(fqdn)
 
     def _backends_of(self, zone: ZoneSettings) -> list[str]:
-        return [zone.backend]
+        return list(zone.backends)
 
     def _routes(self, fqdn: str) -> list[Route]:
         routes = self._route_cache.get(fqdn)

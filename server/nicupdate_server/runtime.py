@@ -68,7 +68,7 @@ class Runtime:
             await backend.start()
         self.writer.start()
         self.reconciler.start()  # resumes whatever was pending when the server stopped
-        builtin_zones = [z for z in self.config.zones if z.backend == "builtin"]
+        builtin_zones = [z for z in self.config.zones if "builtin" in z.backends]
         if self.config.dns.enabled and builtin_zones:
             host, port = self.config.dns.endpoint
             self.dns = DnsServer(self.dns_data, host, port)
@@ -83,7 +83,7 @@ class Runtime:
         self.state.admin_revision = loaded.admin_revision
         fresh = AuthoritativeData()
         for zone in self.config.zones:
-            if zone.backend == "builtin":
+            if "builtin" in zone.backends:
                 records = [
                     (fqdn, host.records)
                     for fqdn, host in loaded.hosts.items()
@@ -207,7 +207,7 @@ async def serve(runtime: Runtime, on_started: Callable[[Runtime], None] | None =
             on_started(runtime)
         server = http_server(runtime)
         settings = runtime.config
-        zones = ", ".join(f"{z.name} ({z.backend})" for z in settings.zones)
+        zones = ", ".join(f"{z.name} ({' + '.join(z.backends)})" for z in settings.zones)
         dns = f"DNS on {settings.dns.listen} (UDP+TCP)" if runtime.dns else "no built-in DNS"
         log.info("serving HTTP on %s, %s; zones: %s", settings.server.listen, dns, zones)
         loop = asyncio.get_running_loop()

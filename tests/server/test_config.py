@@ -364,6 +364,22 @@ BAD_CONFIGS = {
         '[[zones]]\nname = "dyn.example.test"\nbackend = "relay"\n',
         "zones[0].backend: ",
     ),
+    "zone backends: one undefined": (
+        '[[zones]]\nname = "dyn.example.test"\nbackends = ["builtin", "relay"]\n',
+        "zones[0].backends: no backend named 'relay'",
+    ),
+    "zone backends: empty": (
+        '[[zones]]\nname = "dyn.example.test"\nbackends = []\n',
+        "zones[0].backends: ",
+    ),
+    "zone backends: listed twice": (
+        '[[zones]]\nname = "dyn.example.test"\nbackends = ["builtin", "builtin"]\n',
+        "zones[0].backends: a backend is listed twice",
+    ),
+    "zone backend and backends": (
+        '[[zones]]\nname = "dyn.example.test"\nbackend = "builtin"\nbackends = ["builtin"]\n',
+        "zones[0].backends: give either backend or backends",
+    ),
     "unsupported database driver": (
         '[server]\ndatabase = "mysql+pymysql://nicupdate@db/nicupdate"\n',
         "server.database: ",

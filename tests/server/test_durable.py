@@ -195,6 +195,55 @@ def test_several_zones_share_one_backend(tmp_path: Path, start: Callable[..., ob
             assert eventually(lambda: primary.query(f"h5.{ZONE}", "A") == ["198.51.100.6"])
 
 
+def test_a_zone_with_two_backends_applies_and_retries_each_on_its_own(tmp_path: Path) -> None:
+    with (
+        running_bind(tmp_path / "bind") as bind,
+        running_powerdns(tmp_path / "powerdns") as pdns,
+    ):
+        config = tmp_path / "nicupdate.toml"
+        config.write_text(
+            CONFIG.format(
+                http_port=0,
+                db=tmp_path / "state.db",
+                deadline=2.0,
+                backend=bind.config_block("bind") + "\n" + pdns.config_block("pdns"),
+                backend_extra="",
+                zones=f'[[zones]]\nname = "{ZONE}"\nbackends = ["bind", "pdns"]\n',
+            )
+        )
+        server = start_server(config)
+        try:
+            server.add_user(*ALICE)
+            server.add_host(HOME, "alice")
+            answer = ddclient(server, f"hostname={HOME}&myip=203.0.113.7")
+            assert answer.text == "good 203.0.113.7\n"  # both confirmed it
+            assert bind.query(HOME, "A") == pdns.query(HOME, "A") == ["203.0.113.7"]
+
+            pdns.stop()
+            answer = ddclient(server, f"hostname={HOME}&myip=203.0.113.8")
+            assert answer.text == "911\n"  # stored; one of the two does not have it yet
+            assert bind.query(HOME, "A") == ["203.0.113.8"]  # the other one does
+            listed = run_cli("--config", str(config), "host", "list").stdout
+            row = next(line for line in listed.splitlines() if line.startswith(HOME))
+            assert "pdns: A pending" in row and "bind:" not in row.split("pdns: A pending")[0]
+            assert "pdns: cannot connect" in row
+
+            pdns.start()  # no client retries
+            assert eventually(lambda: pdns.query(HOME, "A") == ["203.0.113.8"])
+            assert (
+                ddclient(server, f"hostname={HOME}&myip=203.0.113.8").text == "nochg 203.0.113.8\n"
+            )
+
+            def listed_as_applied() -> bool:  # confirmations reach the database lazily
+                listed = run_cli("--config", str(config), "host", "list").stdout
+                row = next(line for line in listed.splitlines() if line.startswith(HOME))
+                return " applied " in row and "pending" not in row and "cannot" not in row
+
+            assert eventually(listed_as_applied, timeout=10)
+        finally:
+            stop_server(server)
+
+
 def burst(server: LiveServer, queries: list[str], clients: int = 64) -> list[str]:
     """Send the updates from ``clients`` concurrent connections, as many routers would."""
     with httpx.Client(
