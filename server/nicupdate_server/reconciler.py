@@ -53,6 +53,7 @@ log = logging.getLogger("nicupdate.reconcile")
 
 RTYPES = ("A", "AAAA")
 ROUTE_CACHE_SIZE = 100_000  # names whose zone and backends are remembered
+RETRY_AFTER_CAP = 3600.0  # a longer Retry-After is taken as an hour
 
 Key = tuple[str, str]  # (fqdn, rtype)
 Route = tuple[str, ZoneSettings]  # (backend name, zone)
@@ -351,7 +352,7 @@ class Reconciler:
                 worker.dirty.add(fqdn)
                 self._problem(worker.backend, fqdn, str(exc), permanent=False)
                 self._settle(fqdn, _unavailable(str(exc)))
-            self._backoff(worker)
+            self._backoff(worker, at_least=exc.retry_after or 0.0)
             return False
         except PermanentBackendError as exc:
             if len(batch) > 1:  # find the names that cause it; the others go through
@@ -382,11 +383,14 @@ class Reconciler:
         for fqdn in names:
             self._settle(fqdn, _unavailable("DNS is unavailable; retrying"))
 
-    def _backoff(self, worker: _Worker) -> None:
+    def _backoff(self, worker: _Worker, at_least: float = 0.0) -> None:
+        """Wait before the next attempt: doubling from retry_initial, jittered, capped at
+        retry_max; and never sooner than the backend asked (Retry-After)."""
         server = self.config.server
         worker.failures += 1
         step = min(server.retry_max, server.retry_initial * 2.0 ** (worker.failures - 1))
-        worker.retry_at = time.monotonic() + step * (0.5 + 0.5 * self._random.random())
+        delay = max(step * (0.5 + 0.5 * self._random.random()), min(at_least, RETRY_AFTER_CAP))
+        worker.retry_at = time.monotonic() + delay
         worker.wake.set()
 
     def _problem(self, backend: str, fqdn: str, message: str, *, permanent: bool) -> None:

@@ -7,6 +7,7 @@ relays) register here with a factory that builds them from their table.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -52,11 +53,22 @@ def create_backend(name: str, table: Mapping[str, Any]) -> Backend:
     return factory(name, table)
 
 
-def _rfc2136(name: str, table: Mapping[str, Any]) -> Backend:
-    # Imported on first use: a server that does not use it does not pay its memory.
-    from .rfc2136 import Rfc2136Backend
+def _lazy(module: str, cls: str) -> Callable[[str, Mapping[str, Any]], Backend]:
+    """A factory that imports ``.module`` on first use: a server that does not use a
+    backend does not pay its memory (nor its signing code)."""
 
-    return Rfc2136Backend.from_table(name, table)
+    def build(name: str, table: Mapping[str, Any]) -> Backend:
+        loaded = importlib.import_module(f"{__name__}.{module}")
+        backend: Backend = getattr(loaded, cls).from_table(name, table)
+        return backend
+
+    return build
 
 
-FACTORIES["rfc2136"] = _rfc2136
+FACTORIES["rfc2136"] = _lazy("rfc2136", "Rfc2136Backend")
+FACTORIES["cloudflare"] = _lazy("cloudflare", "CloudflareBackend")
+FACTORIES["alidns"] = _lazy("alidns", "AlidnsBackend")
+FACTORIES["huaweicloud"] = _lazy("huaweicloud", "HuaweiCloudBackend")
+FACTORIES["route53"] = _lazy("route53", "Route53Backend")
+FACTORIES["dnspod"] = _lazy("dnspod", "DnspodBackend")
+FACTORIES["dyndns2"] = _lazy("dyndns2", "Dyndns2Backend")

@@ -31,7 +31,15 @@ class PermanentBackendError(BackendError):
 
 
 class TransientBackendError(BackendError):
-    """DNS could not be reached or asked us to slow down; the same change may work later."""
+    """DNS could not be reached or asked us to slow down; the same change may work later.
+
+    ``retry_after``: seconds the service asked us to wait (HTTP ``Retry-After``); the
+    next attempt waits at least that long.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,10 +37,8 @@ import contextlib
 import ipaddress
 import logging
 import math
-import os
 import re
 from collections.abc import Collection, Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import dns.asyncquery
@@ -56,7 +54,7 @@ import dns.xfr
 import dns.zone
 
 from ..config import ZoneSettings
-from . import FACTORIES, BackendUnavailable
+from . import FACTORIES
 from .base import (
     BackendError,
     PermanentBackendError,
@@ -64,6 +62,7 @@ from .base import (
     ZoneChange,
 )
 from .dnsupdate import BadChange, SignedUpdate, UpdateWriter
+from .settings import TableReader
 
 log = logging.getLogger("nicupdate.backend")
 
@@ -509,20 +508,11 @@ def _zone_addresses(zone: dns.zone.Zone, fqdn: str, rtype: str) -> tuple[str, ..
 # -- configuration ---------------------------------------------------------------------
 
 
-class _Settings:
-    """Reads a ``[backends.NAME]`` table; each problem is one BackendUnavailable line."""
-
-    def __init__(self, name: str, table: Mapping[str, Any]) -> None:
-        self.name = name
-        self.table = table
-
-    def error(self, key: str, problem: str) -> BackendUnavailable:
-        return BackendUnavailable(f"backends.{self.name}.{key}: {problem}")
+class _Settings(TableReader):
+    """Reads a ``[backends.NAME]`` table of type rfc2136."""
 
     def parse(self) -> dict[str, Any]:
-        for key in self.table:
-            if key not in KNOWN_KEYS:
-                raise self.error(key, "unknown key for an rfc2136 backend")
+        self.check_keys(KNOWN_KEYS, "rfc2136")
         transport = self.choice("transport", ("tcp", "udp"), "tcp")
         size_limit = UDP_LIMIT if transport == "udp" else TCP_LIMIT
         key_name, algorithm, secret = self.key()
@@ -541,36 +531,6 @@ class _Settings:
             "coalesce_window": self.number("coalesce_window", 0.002, 0, 60),
             "drift_check_interval": self.number("drift_check_interval", 3600, 0, math.inf),
         }
-
-    # -- single values
-
-    def string(self, key: str) -> str | None:
-        value = self.table.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, str) or not value:
-            raise self.error(key, f"must be a non-empty string (got {value!r})")
-        return value
-
-    def number(
-        self, key: str, default: float, low: float, high: float, integer: bool = False
-    ) -> float:
-        value = self.table.get(key, default)
-        kinds = (int,) if integer else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kinds):
-            raise self.error(
-                key, f"must be {'an integer' if integer else 'a number'} (got {value!r})"
-            )
-        if not low <= value <= high:
-            bounds = f"at least {low:g}" if high == math.inf else f"between {low:g} and {high:g}"
-            raise self.error(key, f"must be {bounds} (got {value!r})")
-        return float(value)
-
-    def choice(self, key: str, options: tuple[str, ...], default: str) -> str:
-        value = self.table.get(key, default)
-        if value not in options:
-            raise self.error(key, f"must be one of {', '.join(options)} (got {value!r})")
-        return str(value)
 
     def server(self) -> str:
         value = self.string("server")
@@ -628,23 +588,8 @@ class _Settings:
             text = self.read_file("tsig_secret_file")
             where = f"{self.table['tsig_secret_file']} does not hold"
         else:
-            text, where = self.read_env(), "the variable does not hold"
+            text, where = self.read_env("tsig_secret_env"), "the variable does not hold"
         return name, algorithm, self.decode(sources[0], text, where)
-
-    def read_file(self, key: str) -> str:
-        path = Path(str(self.string(key)))
-        try:
-            return path.read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not a text file"
-            raise self.error(key, f"cannot read {path}: {reason}") from None
-
-    def read_env(self) -> str:
-        variable = str(self.string("tsig_secret_env"))
-        value = os.environ.get(variable)
-        if not value:
-            raise self.error("tsig_secret_env", f"environment variable {variable} is not set")
-        return value
 
     def decode(self, key: str, text: str, where: str) -> bytes:
         try:
