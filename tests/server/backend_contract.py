@@ -46,7 +46,9 @@ class Harness(Protocol):
         """The addresses the provider holds for ``fqdn`` and ``rtype``, sorted."""
         ...
 
-    def ttl(self, fqdn: str, rtype: str) -> int | None: ...
+    def ttl(self, fqdn: str, rtype: str) -> int | None:
+        """The TTL the provider holds, or None where the API sets no TTL (dyndns2)."""
+        ...
 
     def writes(self) -> int:
         """Calls so far that created, changed or deleted records."""
@@ -92,7 +94,8 @@ class BackendContract:
         apply(harness, (HOME, "A", ("203.0.113.7",)), (HOME, "AAAA", ("2001:db8::7",)))
         assert harness.records(HOME, "A") == ["203.0.113.7"]
         assert harness.records(HOME, "AAAA") == ["2001:db8::7"]
-        assert harness.ttl(HOME, "A") == harness.zone.ttl
+        if harness.ttl(HOME, "A") is not None:  # None: the provider sets its own TTL
+            assert harness.ttl(HOME, "A") == harness.zone.ttl
 
     def test_reapplying_the_same_value_makes_no_write_call(self, harness: Any) -> None:
         apply(harness, (HOME, "A", ("203.0.113.7",)))
@@ -152,7 +155,7 @@ class BackendContract:
             apply(harness, (HOME, "A", ("203.0.113.7",)))
         message = str(raised.value)
         assert harness.backend().name in message
-        assert "credential" in message or "token" in message or "key" in message, message
+        assert any(word in message for word in ("credential", "token", "key", "password")), message
         assert harness.secret not in message
         assert harness.secret not in caplog.text
         assert harness.secret not in repr(harness.backend())

@@ -29,8 +29,13 @@ class TableReader:
 
     def check_keys(self, known: Collection[str], kind: str) -> None:
         for key in self.table:
-            if key not in known:
-                raise self.error(key, f"unknown key for a {kind} backend")
+            if key in known:
+                continue
+            if f"{key}_file" in known:  # a secret given inline
+                raise self.error(
+                    key, f"give it as {key}_file or {key}_env, not in the configuration"
+                )
+            raise self.error(key, f"unknown key for a {kind} backend")
 
     def string(self, key: str) -> str | None:
         value = self.table.get(key)

@@ -1,0 +1,215 @@
+"""Backend ``dyndns2``: relaying to another dyndns2 service (a stateful fake on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from nicupdate_server.backends import (
+    BackendUnavailable,
+    PermanentBackendError,
+    TransientBackendError,
+    create_backend,
+)
+from nicupdate_server.config import ZoneSettings
+
+from tests.server.backend_contract import HOME, ZONE_NAME, BackendContract, apply
+from tests.server.conftest import ALICE, start_server, stop_server
+from tests.server.fakes import serving
+from tests.server.fakes.dyndns2 import FakeDyndns2
+
+
+class Harness:
+    batches = False
+
+    def __init__(self, fake: FakeDyndns2, url: str, tmp_path: Path, ttl: int = 60) -> None:
+        self.fake = fake
+        self.zone = ZoneSettings(name=ZONE_NAME, backend="upstream", ttl=ttl)
+        self.secret = fake.password
+        secret_file = tmp_path / "upstream.password"
+        secret_file.write_text(fake.password + "\n")
+        self.table = {
+            "type": "dyndns2",
+            "base_url": url,
+            "username": fake.username,
+            "password_file": str(secret_file),
+        }
+        self._backend: Any = None
+
+    def backend(self) -> Any:
+        if self._backend is None:
+            self._backend = create_backend("upstream", self.table)
+        return self._backend
+
+    def records(self, fqdn: str, rtype: str) -> list[str]:
+        return sorted(self.fake.records.get((fqdn, rtype), []))
+
+    def ttl(self, fqdn: str, rtype: str) -> int | None:
+        return None  # a dyndns2 service sets its own TTL
+
+    def writes(self) -> int:
+        return self.fake.writes
+
+    def fail_next(self, kind: str, times: int = 1) -> None:
+        self.fake.fail_next(kind, times)
+
+    def forget(self, fqdn: str, rtype: str) -> None:
+        self.fake.records.pop((fqdn, rtype), None)
+
+
+@pytest.fixture
+def upstream() -> Iterator[tuple[FakeDyndns2, str]]:
+    fake = FakeDyndns2(hosts={HOME, *(f"h{i}.{ZONE_NAME}" for i in range(12))})
+    with serving(fake) as served:
+        yield fake, served.url
+
+
+class TestDyndns2(BackendContract):
+    @pytest.fixture
+    def harness(self, upstream: tuple[FakeDyndns2, str], tmp_path: Path) -> Harness:
+        return Harness(*upstream, tmp_path)
+
+
+def test_hosts_with_the_same_addresses_share_one_request(
+    upstream: tuple[FakeDyndns2, str], tmp_path: Path
+) -> None:
+    fake, url = upstream
+    harness = Harness(fake, url, tmp_path)
+    hosts = [f"h{i}.{ZONE_NAME}" for i in range(12)]
+    apply(harness, *[(h, "A", ("203.0.113.5",)) for h in hosts], (HOME, "A", ("203.0.113.6",)))
+    assert fake.writes == 2
+    assert [s.query.count("h") for s in fake.seen][:1]  # both requests were made
+    assert all(fake.records[(h, "A")] == ["203.0.113.5"] for h in hosts)
+    assert all(agent.startswith("nicupdate/") for agent in fake.agents)
+
+
+def test_both_families_go_in_one_myip(upstream: tuple[FakeDyndns2, str], tmp_path: Path) -> None:
+    fake, url = upstream
+    apply(
+        Harness(fake, url, tmp_path),
+        (HOME, "A", ("203.0.113.7",)),
+        (HOME, "AAAA", ("2001:db8::7",)),
+    )
+    assert fake.writes == 1
+    assert "myip=203.0.113.7%2C2001%3Adb8%3A%3A7" in fake.seen[-1].query
+
+
+def test_a_host_the_service_does_not_know_is_permanent(
+    upstream: tuple[FakeDyndns2, str], tmp_path: Path
+) -> None:
+    fake, url = upstream
+    with pytest.raises(PermanentBackendError) as raised:
+        apply(Harness(fake, url, tmp_path), (f"stranger.{ZONE_NAME}", "A", ("203.0.113.7",)))
+    assert f"stranger.{ZONE_NAME}: nohost" in str(raised.value)
+    assert "create it there first" in str(raised.value)
+
+
+def test_911_backs_off_for_half_an_hour(upstream: tuple[FakeDyndns2, str], tmp_path: Path) -> None:
+    fake, url = upstream
+    fake.fail_next("server")
+    with pytest.raises(TransientBackendError) as raised:
+        apply(Harness(fake, url, tmp_path), (HOME, "A", ("203.0.113.7",)))
+    assert raised.value.retry_after == 1800
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"password": "inline"}, "backends.upstream.password: give it as password_file or"),
+        ({"password_file": None}, "backends.upstream.password_file: missing"),
+        ({"base_url": "ftp://example.test"}, "backends.upstream.base_url: 'ftp://example.test'"),
+        ({"username": None}, "backends.upstream.username: missing"),
+        ({"hosts": 3}, "backends.upstream.hosts: unknown key for a dyndns2 backend"),
+    ],
+)
+def test_config_errors_name_the_key(tmp_path: Path, change: dict[str, Any], key: str) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret-value\n")
+    table: dict[str, Any] = {
+        "type": "dyndns2",
+        "base_url": "https://members.example.test",
+        "username": "me",
+        "password_file": str(secret),
+    }
+    for name, value in change.items():
+        if value is None:
+            table.pop(name)
+        else:
+            table[name] = value
+    with pytest.raises(BackendUnavailable) as raised:
+        create_backend("upstream", table)
+    assert str(raised.value).startswith(key), str(raised.value)
+    assert "s3cret-value" not in str(raised.value)
+
+
+# -- end to end: routers -> nicupdate -> the upstream service ---------------------------------
+
+
+@contextlib.contextmanager
+def relaying(tmp_path: Path, url: str, fake: FakeDyndns2) -> Iterator[Any]:
+    secret = tmp_path / "upstream.password"
+    secret.write_text(fake.password)
+    config = tmp_path / "nicupdate.toml"
+    config.write_text(
+        f"""
+[server]
+listen = "127.0.0.1:0"
+database = "sqlite+aiosqlite:///{tmp_path / "state.db"}"
+apply_deadline = 2.0
+retry_initial = 0.1
+retry_max = 0.5
+
+[dns]
+enabled = false
+
+[backends.upstream]
+type = "dyndns2"
+base_url = "{url}"
+username = "{fake.username}"
+password_file = "{secret}"
+
+[[zones]]
+name = "{ZONE_NAME}"
+backend = "upstream"
+"""
+    )
+    server = start_server(config)
+    try:
+        server.add_user(*ALICE)
+        server.add_host(HOME, "alice")
+        yield server
+    finally:
+        stop_server(server)
+
+
+def test_a_router_update_ends_up_at_the_service(
+    upstream: tuple[FakeDyndns2, str], tmp_path: Path
+) -> None:
+    fake, url = upstream
+    with relaying(tmp_path, url, fake) as server:
+        answer = server.update(f"hostname={HOME}&myip=203.0.113.7", auth=ALICE)
+        assert answer.text == "good 203.0.113.7\n"
+        assert fake.records[(HOME, "A")] == ["203.0.113.7"]
+
+
+def test_a_throttling_service_gets_the_update_after_backing_off(
+    upstream: tuple[FakeDyndns2, str], tmp_path: Path
+) -> None:
+    fake, url = upstream
+    with relaying(tmp_path, url, fake) as server:
+        fake.fail_next("throttle", times=2)
+        answer = server.update(f"hostname={HOME}&myip=203.0.113.7", auth=ALICE)
+        assert answer.text == "911\n"  # stored; the service asked us to wait
+        deadline = time.monotonic() + 20
+        while fake.records.get((HOME, "A")) != ["203.0.113.7"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert fake.records.get((HOME, "A")) == ["203.0.113.7"]  # nobody sent it again
+        again = httpx.get(
+            f"{server.url}/nic/update?hostname={HOME}&myip=203.0.113.7", auth=ALICE, timeout=10
+        )
+        assert again.text == "nochg 203.0.113.7\n"
