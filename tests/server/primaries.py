@@ -383,12 +383,15 @@ def running_powerdns(
     dynamic: bool = True,
     transfer: bool = True,
     more_zones: tuple[str, ...] = (),
+    extra_config: str = "",
 ) -> Iterator[Primary]:
-    """Run pdns_server with the shipped pdns.conf and setup.sh; stop it by PID afterwards."""
+    """Run pdns_server with the shipped pdns.conf and setup.sh; stop it by PID afterwards.
+    ``extra_config``: lines added to pdns.conf (e.g. its HTTP API for dns-lexicon)."""
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     secret, key_file, secret_file = make_key(directory, key_name, algorithm)
-    (directory / "pdns.conf").write_text(powerdns_config(directory, port, dynamic=dynamic))
+    config = powerdns_config(directory, port, dynamic=dynamic) + extra_config
+    (directory / "pdns.conf").write_text(config)
     setup_env = {
         "CONFIG_DIR": str(directory),
         "ZONE": zone,
