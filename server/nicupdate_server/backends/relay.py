@@ -34,7 +34,7 @@ class HttpRelay:
     """A backend that reaches a provider's HTTP API; subclasses implement ``apply``."""
 
     kind: ClassVar[str] = "relay"
-    min_ttl: ClassVar[int] = 1
+    min_ttl: int = 1  # the provider's minimum; an instance may set its own from config
     # Providers take a call per record (or per batch) and answer in tens of ms: gather
     # what arrives within this window into one apply.
     coalesce_window = 0.05
