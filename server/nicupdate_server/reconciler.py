@@ -355,6 +355,12 @@ class Reconciler:
             self._backoff(worker, at_least=exc.retry_after or 0.0)
             return False
         except PermanentBackendError as exc:
+            if exc.every_name:  # not about these names: all of them are refused, say it once
+                log.error("%s: DNS refused %d name(s): %s", worker.backend, len(batch), exc)
+                for fqdn, _, _ in batch:
+                    self._problem(worker.backend, fqdn, str(exc), permanent=True)
+                    self._settle(fqdn, Outcome(Code.DNSERR, str(exc)))
+                return True
             if len(batch) > 1:  # find the names that cause it; the others go through
                 half = len(batch) // 2
                 first = await self._apply_batch(worker, backend, batch[:half])

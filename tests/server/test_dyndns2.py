@@ -215,3 +215,19 @@ def test_a_throttling_service_gets_the_update_after_backing_off(
             f"{server.url}/nic/update?hostname={HOME}&myip=203.0.113.7", auth=ALICE, timeout=10
         )
         assert again.text == "nochg 203.0.113.7\n"
+
+
+def test_refused_credentials_are_one_call_not_one_per_host(
+    upstream: tuple[FakeDyndns2, str], tmp_path: Path
+) -> None:
+    fake, url = upstream
+    hosts = [f"h{i}.{ZONE_NAME}" for i in range(12)]
+    with relaying(tmp_path, url, fake) as server:
+        for host in hosts:
+            server.add_host(host, "alice")
+        fake.fail_next("credentials", times=100)
+        before = len(fake.seen)
+        answer = server.update(f"hostname={','.join(hosts)}&myip=203.0.113.7", auth=ALICE)
+        assert answer.text == "dnserr\n" * 12
+        # Not about the hosts: no need to try them one by one to find a culprit.
+        assert len(fake.seen) - before == 1

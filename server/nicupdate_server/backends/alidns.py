@@ -386,9 +386,12 @@ class AlidnsBackend(HttpRelay):
                 f"Alibaba Cloud refused the AccessKey ({code})",
                 "check access_key_id and the secret in access_key_secret_file or "
                 "access_key_secret_env: they must be one enabled AccessKey pair",
+                every_name=True,
             )
         if code == "Forbidden" or code.startswith(("Forbidden.", "NoPermission")):
-            return self.permanent(f"the AccessKey may not change {what} ({said})", PERMISSIONS)
+            return self.permanent(
+                f"the AccessKey may not change {what} ({said})", PERMISSIONS, every_name=True
+            )
         if code.startswith(("InvalidTimeStamp", "IllegalTimestamp")):
             return self.permanent(
                 f"Alibaba Cloud refused the request time ({code})",

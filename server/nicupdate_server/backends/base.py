@@ -27,7 +27,16 @@ class BackendError(Exception):
 
 
 class PermanentBackendError(BackendError):
-    """DNS refused the change; retrying the same change will not help."""
+    """DNS refused the change; retrying the same change will not help.
+
+    ``every_name``: the refusal is not about these names (refused credentials, a zone that
+    takes no updates): every name would get it, so there is no point in trying them one
+    by one to find the culprit.
+    """
+
+    def __init__(self, message: str, *, every_name: bool = False) -> None:
+        super().__init__(message)
+        self.every_name = every_name
 
 
 class TransientBackendError(BackendError):

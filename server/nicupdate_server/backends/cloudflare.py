@@ -264,7 +264,9 @@ class CloudflareBackend(HttpRelay):
         codes = {code for code, _ in errors}
         said = said or f"HTTP {status}"
         if status in (401, 403) or codes & AUTH_CODES:
-            raise self.permanent(f"{what}: Cloudflare refused the API token: {said}", TOKEN_FIX)
+            raise self.permanent(
+                f"{what}: Cloudflare refused the API token: {said}", TOKEN_FIX, every_name=True
+            )
         if RECORD_GONE in codes:
             raise _Stale("record", said)
         if codes & RECORD_EXISTS:

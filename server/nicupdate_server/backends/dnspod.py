@@ -315,12 +315,14 @@ class DnspodBackend(HttpRelay):
             return self.transient(response, f"{action}: {code} ({message})")
         if code == "AuthFailure.SignatureExpire":
             return self.permanent(
-                what, "the clocks differ by more than 5 minutes: set this machine's clock (NTP)"
+                what,
+                "the clocks differ by more than 5 minutes: set this machine's clock (NTP)",
+                every_name=True,
             )
         if code.startswith(("AuthFailure.UnauthorizedOperation", "UnauthorizedOperation")):
-            return self.permanent(what, PERMISSION)
+            return self.permanent(what, PERMISSION, every_name=True)
         if code.startswith("AuthFailure"):
-            return self.permanent(what, f"{CREDENTIALS}; and {PERMISSION}")
+            return self.permanent(what, f"{CREDENTIALS}; and {PERMISSION}", every_name=True)
         if code.startswith("OperationDenied"):
             return self.permanent(what, f"{PERMISSION}, in the account that holds the domain")
         if code == "LimitExceeded.RecordTtlLimit":

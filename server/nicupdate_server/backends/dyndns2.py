@@ -117,7 +117,7 @@ class Dyndns2Backend(HttpRelay):
             params["offline"] = "YES"
         response = await self.call("GET", self.path, params=params)
         if response.status_code == 401:
-            raise self.permanent("badauth", REFUSALS["badauth"])
+            raise self.permanent("badauth", REFUSALS["badauth"], every_name=True)
         if response.status_code == 429 or response.status_code >= 500:
             raise self.transient(response, "the service is busy or failing")
         if response.status_code != 200:

@@ -317,10 +317,10 @@ class HuaweiCloudBackend(HttpRelay):
             return self.transient(response, f"{what} failed: {said}")
         if status == 401 or code in BAD_CREDENTIALS:
             return self.permanent(
-                f"{what}: Huawei Cloud refused the AK/SK: {said}", CREDENTIALS_FIX
+                f"{what}: Huawei Cloud refused the AK/SK: {said}", CREDENTIALS_FIX, every_name=True
             )
         if status == 403:
-            return self.permanent(f"{what}: not allowed: {said}", PERMISSION_FIX)
+            return self.permanent(f"{what}: not allowed: {said}", PERMISSION_FIX, every_name=True)
         if code == "APIGW.0101" or (status == 404 and not code):
             return self.permanent(
                 f"{what}: no such API at {self.base_url}: {said}",

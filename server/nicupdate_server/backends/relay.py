@@ -100,8 +100,10 @@ class HttpRelay:
             f"{self.label}: {what} (HTTP {response.status_code}{hint})", retry_after=wait
         )
 
-    def permanent(self, what: str, fix: str) -> PermanentBackendError:
-        error = PermanentBackendError(f"{self.label}: {what} ({fix})")
+    def permanent(self, what: str, fix: str, *, every_name: bool = False) -> PermanentBackendError:
+        """A refusal, logged once; ``every_name`` when it is about the credentials or the
+        account rather than the names (see :class:`PermanentBackendError`)."""
+        error = PermanentBackendError(f"{self.label}: {what} ({fix})", every_name=every_name)
         log.warning("%s", error)
         return error
 

@@ -91,6 +91,8 @@ KNOWN_KEYS = frozenset(
         "drift_check_interval",
     }
 )
+# Refusals that concern the zone or the key, not the names in the message.
+ZONE_WIDE_RCODES = frozenset({dns.rcode.REFUSED, dns.rcode.NOTAUTH, dns.rcode.NOTIMP})
 UDP_LIMIT = 1232  # the DNS flag day 2020 payload size: never fragmented
 TCP_LIMIT = 65535
 RTYPES = ("A", "AAAA")
@@ -280,7 +282,8 @@ class Rfc2136Backend:
         if not signed and rcode == dns.rcode.NOERROR:
             raise PermanentBackendError(
                 f"{self.label} answered the update of {zone} without a TSIG signature, so its "
-                "answer cannot be trusted: check that the server uses the key for this zone"
+                "answer cannot be trusted: check that the server uses the key for this zone",
+                every_name=True,
             )
         if not signed:
             raise PermanentBackendError(
@@ -288,7 +291,8 @@ class Rfc2136Backend:
                 f"{self.key_name}: {text}, unsigned (the server does not know a key "
                 f"{self.key_name} with algorithm {self.algorithm}, the secret differs from "
                 "the server's, or the clocks differ by more than 5 minutes; the server's log "
-                "says which)"
+                "says which)",
+                every_name=True,
             )
         if rcode == dns.rcode.NOERROR:
             return
@@ -299,7 +303,10 @@ class Rfc2136Backend:
             )
         verb = "refused" if rcode == dns.rcode.REFUSED else "rejected"
         reason = UPDATE_RCODES.get(rcode, "an answer nicupdate does not expect to an update")
-        raise PermanentBackendError(f"{self.label} {verb} the update of {zone}: {text} ({reason})")
+        raise PermanentBackendError(
+            f"{self.label} {verb} the update of {zone}: {text} ({reason})",
+            every_name=rcode in ZONE_WIDE_RCODES,
+        )
 
     # -- reading the primary back ------------------------------------------------------
 
@@ -367,23 +374,28 @@ class Rfc2136Backend:
     def _translate(self, exc: BaseException) -> BackendError:
         key = f"{self.label} rejected the TSIG key {self.key_name}"
         if isinstance(exc, dns.tsig.PeerBadSignature):
-            return PermanentBackendError(f"{key}: BADSIG (the secret differs from the server's)")
+            return PermanentBackendError(
+                f"{key}: BADSIG (the secret differs from the server's)", every_name=True
+            )
         if isinstance(exc, dns.tsig.PeerBadKey):
             return PermanentBackendError(
                 f"{key}: BADKEY (the server has no key {self.key_name} with algorithm "
-                f"{self.algorithm}: check tsig_key_name and tsig_algorithm)"
+                f"{self.algorithm}: check tsig_key_name and tsig_algorithm)",
+                every_name=True,
             )
         if isinstance(exc, dns.tsig.PeerBadTime | dns.tsig.BadTime):
             return PermanentBackendError(
                 f"{key}: BADTIME (the clocks of this machine and the server differ by more "
-                "than 5 minutes: synchronise them)"
+                "than 5 minutes: synchronise them)",
+                every_name=True,
             )
         if isinstance(exc, dns.tsig.PeerError):
-            return PermanentBackendError(f"{key}: {exc}")
+            return PermanentBackendError(f"{key}: {exc}", every_name=True)
         if isinstance(exc, dns.tsig.BadSignature | dns.tsig.BadKey | dns.message.UnknownTSIGKey):
             return PermanentBackendError(
                 f"the answer of {self.label} is not signed with TSIG key {self.key_name} "
-                "and this secret: check the server's key"
+                "and this secret: check the server's key",
+                every_name=True,
             )
         if isinstance(exc, dns.exception.Timeout | TimeoutError):
             return TransientBackendError(f"{self.label} did not answer within {self.timeout:g} s")
