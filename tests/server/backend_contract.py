@@ -71,9 +71,15 @@ def run(work: Callable[[], Awaitable[T]]) -> T:
 
 
 def apply(harness: Harness, *changes: tuple[str, str, tuple[str, ...]]) -> None:
-    backend = harness.backend()
+    apply_with(harness.backend(), harness.zone, *changes)
+
+
+def apply_with(
+    backend: Backend, zone: ZoneSettings, *changes: tuple[str, str, tuple[str, ...]]
+) -> None:
+    """``backend.apply`` of ``changes`` (fqdn, type, addresses) in ``zone``, then close."""
     change = ZoneChange(
-        harness.zone,
+        zone,
         0,
         [RecordChange(f, t, a) for f, t, a in changes],  # type: ignore[arg-type]
     )

@@ -22,11 +22,10 @@ from nicupdate_server.backends.cloudflare import CloudflareBackend, plan_writes
 from nicupdate_server.config import ZoneSettings
 
 from tests.server.backend_contract import HOME, ZONE_NAME, BackendContract, apply
-from tests.server.conftest import ALICE, LiveServer, start_server, stop_server
+from tests.server.conftest import LiveServer
 from tests.server.fakes import serving
 from tests.server.fakes.cloudflare import FakeCloudflare
-
-DDCLIENT = "ddclient/3.11.2"
+from tests.server.relays import ddclient, eventually, relay_server
 
 
 def new_token() -> str:
@@ -430,58 +429,18 @@ def test_a_token_with_spaces_is_refused_without_showing_it(tmp_path: Path) -> No
 
 # -- end to end ---------------------------------------------------------------------------
 
-SERVER_CONFIG = """
-[server]
-listen = "127.0.0.1:0"
-database = "sqlite+aiosqlite:///{db}"
-reload_interval = 0.2
-apply_deadline = 2.0
-retry_initial = 0.1
-retry_max = 0.5
-
-[dns]
-enabled = false
-
-[backends.x]
-type = "cloudflare"
-base_url = "{url}"
-api_token_file = "{token}"
-
-[[zones]]
-name = "{zone}"
-backend = "x"
-ttl = 60
-"""
-
 
 @pytest.fixture
 def live(harness: CloudflareHarness, tmp_path: Path) -> Iterator[LiveServer]:
     token = tmp_path / "cloudflare.token"
     token.write_text(harness.secret + "\n")
-    config = tmp_path / "nicupdate.toml"
-    config.write_text(
-        SERVER_CONFIG.format(db=tmp_path / "state.db", url=harness.url, token=token, zone=ZONE_NAME)
-    )
-    server = start_server(config)
-    try:
-        server.add_user(*ALICE)
-        server.add_host(HOME, "alice")
+    backend_table = f"""
+        type = "cloudflare"
+        base_url = "{harness.url}"
+        api_token_file = "{token}"
+    """
+    with relay_server(tmp_path, backend_table) as server:
         yield server
-    finally:
-        stop_server(server)
-
-
-def ddclient(server: LiveServer, query: str) -> httpx.Response:
-    return server.update(query, auth=ALICE, headers={"User-Agent": DDCLIENT})
-
-
-def eventually(check: Any, timeout: float = 15.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if check():
-            return True
-        time.sleep(0.05)
-    return bool(check())
 
 
 def test_a_ddclient_update_lands_at_cloudflare(
@@ -508,5 +467,5 @@ def test_a_throttled_cloudflare_gets_the_update_later(
     answer = ddclient(live, f"hostname={HOME}&myip=203.0.113.7")
     assert answer.text == "911\n"
     started = time.monotonic()
-    assert eventually(lambda: harness.records(HOME, "A") == ["203.0.113.7"])
+    assert eventually(lambda: harness.records(HOME, "A") == ["203.0.113.7"], timeout=15)
     assert time.monotonic() - started >= 1.0  # Retry-After: 1, twice

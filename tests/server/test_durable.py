@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,10 +22,10 @@ import pytest
 
 from tests.server.conftest import ALICE, LiveServer, run_cli, start_server, stop_server
 from tests.server.primaries import Primary, running_bind, running_powerdns
+from tests.server.relays import DDCLIENT, ddclient, eventually
 
 ZONE = "dyn.example.test"
 HOME = f"home.{ZONE}"
-DDCLIENT = "ddclient/3.11.2"
 KINDS = ["bind", "powerdns"]
 
 CONFIG = """
@@ -84,15 +83,6 @@ def primary(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Primary]
         yield running
 
 
-def eventually(check: Callable[[], bool], timeout: float = 30.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
-
-
 @contextlib.contextmanager
 def serving(directory: Path, primary: Primary, **options: object) -> Iterator[LiveServer]:
     """A live nicupdate server in front of ``primary``, with the account alice."""
@@ -109,10 +99,6 @@ def live(tmp_path: Path, primary: Primary) -> Iterator[LiveServer]:
     with serving(tmp_path, primary) as server:
         server.add_host(HOME, "alice")
         yield server
-
-
-def ddclient(server: LiveServer, query: str) -> httpx.Response:
-    return server.update(query, auth=ALICE, headers={"User-Agent": DDCLIENT})
 
 
 def test_a_ddclient_update_lands_at_the_primary_with_ttl_60(

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,21 +12,19 @@ from typing import Any
 import pytest
 from nicupdate_server.backends import (
     FACTORIES,
-    BackendUnavailable,
     PermanentBackendError,
-    RecordChange,
     TransientBackendError,
-    ZoneChange,
     create_backend,
 )
 from nicupdate_server.backends.huaweicloud import HuaweiCloudBackend
 from nicupdate_server.config import ZoneSettings
 from nicupdate_server.signing.huawei import HuaweiSdkAuth
 
-from tests.server.backend_contract import HOME, ZONE_NAME, BackendContract
-from tests.server.conftest import ALICE, LiveServer, start_server, stop_server
+from tests.server.backend_contract import HOME, ZONE_NAME, BackendContract, apply_with
+from tests.server.conftest import LiveServer
 from tests.server.fakes import Served, serving
 from tests.server.fakes.huaweicloud import FakeHuaweiCloud
+from tests.server.relays import changed_table, ddclient, eventually, refusal, relay_server
 
 ZONE = ZoneSettings(name=ZONE_NAME, backend="huawei", ttl=60)
 WRONG_SECRET = "wrongSK0bm90LXRoZS1zZWNyZXQtb2YtdGhpcy1ha"
@@ -69,15 +65,7 @@ def apply(
     *changes: tuple[str, str, tuple[str, ...]],
     zone: ZoneSettings = ZONE,
 ) -> None:
-    records = [RecordChange(fqdn, rtype, addresses) for fqdn, rtype, addresses in changes]  # type: ignore[arg-type]
-
-    async def work() -> None:
-        try:
-            await backend.apply(ZoneChange(zone, 0, records))
-        finally:
-            await backend.close()
-
-    asyncio.run(work())
+    apply_with(backend, zone, *changes)
 
 
 def calls(fake: FakeHuaweiCloud) -> list[str]:
@@ -393,46 +381,20 @@ def test_registration_defaults_and_repr(monkeypatch: pytest.MonkeyPatch) -> None
 def test_config_errors_name_the_key(tmp_path: Path, change: dict[str, Any], expected: str) -> None:
     secret_file = tmp_path / "huawei.sk"
     secret_file.write_text("the-secret-key\n")
-    settings: dict[str, Any] = {
+    base = {
         "type": "huaweicloud",
         "access_key": "HPUAEXAMPLE",
         "secret_key_file": str(secret_file),
     }
-    settings = {k: v for k, v in (settings | change).items() if v is not None}
-    with pytest.raises(BackendUnavailable) as raised:
-        create_backend("huawei", settings)
-    assert str(raised.value).startswith(expected), str(raised.value)
+    message = refusal("huawei", changed_table(base, change))
+    assert message.startswith(expected), message
     if change.get("secret_key"):
-        assert "as secret_key_file or secret_key_env, not in the configuration" in str(raised.value)
-    assert "inline-secret-value" not in str(raised.value)
-    assert "the-secret-key" not in str(raised.value)
+        assert "as secret_key_file or secret_key_env, not in the configuration" in message
+    assert "inline-secret-value" not in message
+    assert "the-secret-key" not in message
 
 
 # -- end to end: a nicupdate server relaying to the fake -----------------------------------------
-
-SERVER_CONFIG = """
-[server]
-listen = "127.0.0.1:0"
-database = "sqlite+aiosqlite:///{db}"
-reload_interval = 0.2
-apply_deadline = 2.0
-retry_initial = 0.1
-retry_max = 0.5
-
-[dns]
-enabled = false
-
-[backends.x]
-type = "huaweicloud"
-access_key = "{access_key}"
-secret_key_file = "{secret_file}"
-base_url = "{url}"
-
-[[zones]]
-name = "{zone}"
-backend = "x"
-ttl = 60
-"""
 
 
 @pytest.fixture
@@ -440,48 +402,27 @@ def live(served: Served, tmp_path: Path) -> Iterator[LiveServer]:
     fake: FakeHuaweiCloud = served.fake
     secret_file = tmp_path / "huawei.sk"
     secret_file.write_text(fake.secret_key + "\n")
-    config = tmp_path / "nicupdate.toml"
-    config.write_text(
-        SERVER_CONFIG.format(
-            db=tmp_path / "state.db",
-            access_key=fake.access_key,
-            secret_file=secret_file,
-            url=served.url,
-            zone=ZONE_NAME,
-        )
-    )
-    server = start_server(config)
-    try:
-        server.add_user(*ALICE)
-        server.add_host(HOME, "alice")
+    backend_table = f"""
+        type = "huaweicloud"
+        access_key = "{fake.access_key}"
+        secret_key_file = "{secret_file}"
+        base_url = "{served.url}"
+    """
+    with relay_server(tmp_path, backend_table) as server:
         yield server
-    finally:
-        stop_server(server)
-
-
-def ddclient(server: LiveServer, query: str) -> str:
-    return server.update(query, auth=ALICE, headers={"User-Agent": "ddclient/3.11.2"}).text
-
-
-def eventually(check: Callable[[], bool], timeout: float = 15.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
 
 
 def test_a_ddclient_update_lands_in_huawei_cloud(live: LiveServer, served: Served) -> None:
     fake: FakeHuaweiCloud = served.fake
     answer = ddclient(live, f"system=dyndns&hostname={HOME}&myip=203.0.113.7,2001:db8::7")
-    assert answer == "good 203.0.113.7,2001:db8::7\n"
+    assert answer.text == "good 203.0.113.7,2001:db8::7\n"
     # `good` means Huawei Cloud confirmed it: it is there already.
     assert fake.records(HOME, "A") == ["203.0.113.7"]
     assert fake.records(HOME, "AAAA") == ["2001:db8::7"]
     assert fake.ttl(HOME, "A") == 60
-    assert ddclient(live, f"hostname={HOME}&myip=203.0.113.7,2001:db8::7").startswith("nochg")
-    assert ddclient(live, f"hostname={HOME}&offline=yes").startswith("good")
+    again = ddclient(live, f"hostname={HOME}&myip=203.0.113.7,2001:db8::7")
+    assert again.text.startswith("nochg")
+    assert ddclient(live, f"hostname={HOME}&offline=yes").text.startswith("good")
     assert fake.records(HOME, "A") == [] and fake.records(HOME, "AAAA") == []
 
 
@@ -490,7 +431,7 @@ def test_a_throttled_update_answers_911_and_lands_without_a_retry(
 ) -> None:
     fake: FakeHuaweiCloud = served.fake
     fake.fail_next("throttle", times=2)
-    assert ddclient(live, f"hostname={HOME}&myip=203.0.113.9") == "911\n"
-    assert eventually(lambda: fake.records(HOME, "A") == ["203.0.113.9"])
+    assert ddclient(live, f"hostname={HOME}&myip=203.0.113.9").text == "911\n"
+    assert eventually(lambda: fake.records(HOME, "A") == ["203.0.113.9"], timeout=15)
     assert fake.ttl(HOME, "A") == 60
-    assert ddclient(live, f"hostname={HOME}&myip=203.0.113.9") == "nochg 203.0.113.9\n"
+    assert ddclient(live, f"hostname={HOME}&myip=203.0.113.9").text == "nochg 203.0.113.9\n"

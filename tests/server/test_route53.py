@@ -5,29 +5,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from nicupdate_server.backends import (
-    BackendUnavailable,
     PermanentBackendError,
-    RecordChange,
     TransientBackendError,
-    ZoneChange,
     create_backend,
 )
 from nicupdate_server.backends.route53 import Route53Backend
 from nicupdate_server.config import ZoneSettings
 
-from tests.server.backend_contract import HOME, ZONE_NAME, BackendContract, run
-from tests.server.conftest import ALICE, LiveServer, start_server, stop_server
+from tests.server.backend_contract import HOME, ZONE_NAME, BackendContract, apply_with, run
+from tests.server.conftest import LiveServer
 from tests.server.fakes import Served, serving
 from tests.server.fakes.route53 import ACCESS_KEY_ID, Moto, Route53Proxy, running_moto
+from tests.server.relays import changed_table, ddclient, eventually, refusal, relay_server
 
 # AWS's documentation example secret (not a real one).
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -134,15 +130,7 @@ def harness(moto: Moto, proxy: Served, tmp_path: Path) -> Route53Harness:
 def apply(
     backend: Route53Backend, *changes: tuple[str, str, tuple[str, ...]], zone: ZoneSettings = ZONE
 ) -> None:
-    change = ZoneChange(zone, 0, [RecordChange(f, t, a) for f, t, a in changes])  # type: ignore[arg-type]
-
-    async def work() -> None:
-        try:
-            await backend.apply(change)
-        finally:
-            await backend.close()
-
-    run(work)
+    apply_with(backend, zone, *changes)
 
 
 def read(backend: Route53Backend, names: list[str]) -> dict[tuple[str, str], tuple[str, ...]]:
@@ -423,15 +411,7 @@ def test_an_alias_at_the_name_is_left_alone_with_a_message(harness: Route53Harne
 
 
 def config_error(directory: Path, **changes: Any) -> str:
-    settings = table(directory, "https://route53.amazonaws.com")
-    for key, value in changes.items():
-        if value is None:
-            settings.pop(key, None)
-        else:
-            settings[key] = value
-    with pytest.raises(BackendUnavailable) as raised:
-        create_backend("aws", settings)
-    return str(raised.value)
+    return refusal("aws", changed_table(table(directory, "https://route53.amazonaws.com"), changes))
 
 
 def test_config_errors_name_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -492,65 +472,19 @@ def test_the_secret_from_the_environment_works(
 
 # -- end to end -------------------------------------------------------------------------
 
-SERVER_CONFIG = """
-[server]
-listen = "127.0.0.1:0"
-database = "sqlite+aiosqlite:///{db}"
-reload_interval = 0.2
-apply_deadline = 2.0
-retry_initial = 0.1
-retry_max = 0.5
-
-[dns]
-enabled = false
-
-[backends.aws]
-type = "route53"
-access_key_id = "{key}"
-secret_access_key_file = "{secret}"
-base_url = "{url}"
-
-[[zones]]
-name = "{zone}"
-backend = "aws"
-ttl = 60
-"""
-
 
 @pytest.fixture
 def live(harness: Route53Harness, tmp_path: Path) -> Iterator[LiveServer]:
     secret = tmp_path / "aws-secret"
     secret.write_text(SECRET)
-    config = tmp_path / "nicupdate.toml"
-    config.write_text(
-        SERVER_CONFIG.format(
-            db=tmp_path / "state.db",
-            key=ACCESS_KEY_ID,
-            secret=secret,
-            url=harness.proxy.url,
-            zone=ZONE_NAME,
-        )
-    )
-    server = start_server(config)
-    try:
-        server.add_user(*ALICE)
-        server.add_host(HOME, "alice")
+    backend_table = f"""
+        type = "route53"
+        access_key_id = "{ACCESS_KEY_ID}"
+        secret_access_key_file = "{secret}"
+        base_url = "{harness.proxy.url}"
+    """
+    with relay_server(tmp_path, backend_table, backend="aws") as server:
         yield server
-    finally:
-        stop_server(server)
-
-
-def ddclient(server: LiveServer, query: str) -> httpx.Response:
-    return server.update(query, auth=ALICE, headers={"User-Agent": "ddclient/3.11.2"})
-
-
-def eventually(check: Any, timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if check():
-            return True
-        time.sleep(0.05)
-    return bool(check())
 
 
 def test_a_ddclient_update_lands_in_route53(live: LiveServer, harness: Route53Harness) -> None:
@@ -571,5 +505,5 @@ def test_a_throttled_route53_gets_the_update_later(
     answer = ddclient(live, f"hostname={HOME}&myip=203.0.113.7")
     assert answer.text == "911\n"
     # No retry from the client: the server tries again, and the record arrives.
-    assert eventually(lambda: harness.records(HOME, "A") == ["203.0.113.7"])
+    assert eventually(lambda: harness.records(HOME, "A") == ["203.0.113.7"], timeout=10)
     assert harness.fake.failures == []
