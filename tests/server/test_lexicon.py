@@ -17,7 +17,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,9 +41,10 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from tests.server.backend_contract import HOME, ZONE_NAME, BackendContract, apply, run
-from tests.server.conftest import ALICE, start_server, stop_server
+from tests.server.conftest import ALICE
 from tests.server.fakes import FakeProvider, serving
 from tests.server.primaries import Primary, free_port, running_powerdns
+from tests.server.relays import eventually, relay_server
 
 ZONE = ZoneSettings(name=ZONE_NAME, backend="pdns", ttl=60)
 ZONE_PATH = "/api/v1/servers/localhost/zones/{zone}"
@@ -135,15 +136,6 @@ def table(url: str, key_file: Path, **overrides: Any) -> dict[str, Any]:  # a [b
         "options": {"pdns_server": url, "pdns_server_id": "localhost"},
         "secret_files": {"auth_token": str(key_file)},
     } | overrides
-
-
-def eventually(check: Callable[[], bool], timeout: float = 30.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
 
 
 def write_key(directory: Path, key: str) -> Path:
@@ -474,52 +466,21 @@ def test_without_dns_lexicon_the_type_says_how_to_install(
 
 # -- end to end: a nicupdate server with a lexicon backend ---------------------------------
 
-SERVER_CONFIG = """
-[server]
-listen = "127.0.0.1:0"
-database = "sqlite+aiosqlite:///{db}"
-reload_interval = 0.2
-apply_deadline = 2.0
-retry_initial = 0.1
-retry_max = 0.5
 
-[dns]
-enabled = false
-
-[backends.pdns]
-type = "lexicon"
+def nicupdate(harness: PdnsHarness, directory: Path) -> contextlib.AbstractContextManager[Any]:
+    """A live nicupdate server whose zone goes to PowerDNS through lexicon."""
+    table = f"""type = "lexicon"
 provider = "powerdns"
 timeout = 10
 
 [backends.pdns.options]
-pdns_server = "{url}"
+pdns_server = "{harness.url}"
 pdns_server_id = "localhost"
 
 [backends.pdns.secret_files]
-auth_token = "{key_file}"
-
-[[zones]]
-name = "{zone}"
-backend = "pdns"
-ttl = 60
+auth_token = "{harness.key_file}"
 """
-
-
-@contextlib.contextmanager
-def nicupdate(harness: PdnsHarness, directory: Path) -> Iterator[Any]:
-    config = directory / "nicupdate.toml"
-    config.write_text(
-        SERVER_CONFIG.format(
-            db=directory / "state.db", url=harness.url, key_file=harness.key_file, zone=ZONE_NAME
-        )
-    )
-    server = start_server(config)
-    try:
-        server.add_user(*ALICE)
-        server.add_host(HOME, "alice")
-        yield server
-    finally:
-        stop_server(server)
+    return relay_server(directory, table, backend="pdns")
 
 
 def test_a_ddclient_update_lands_in_powerdns(harness: PdnsHarness, tmp_path: Path) -> None:
