@@ -490,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rounds", type=int, default=None, help="runs of each phase, in turns (default 3)"
     )
-    parser.add_argument("--quick", action="store_true", help="one round of 3 s (for CI)")
+    parser.add_argument("--quick", action="store_true", help="3 rounds of 2 s (for CI)")
     parser.add_argument("--primary", choices=("bind", "powerdns"), default="bind")
     parser.add_argument(
         "--no-pin",
@@ -503,9 +503,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.duration is None:
-        args.duration = 3 if args.quick else 10
+        args.duration = 2 if args.quick else 10
     if args.rounds is None:
-        args.rounds = 1 if args.quick else 3
+        args.rounds = 3
     if args.duration < 1 or args.rounds < 1:
         parser.error("--duration and --rounds must be at least 1")
     needed = {"wrk": "wrk", "dig": "bind9-dnsutils"}
