@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 # client's timer units, ip (iproute2) for the client's interface source, and BIND and
 # PowerDNS as primaries for the RFC 2136 tests.
 need=()
+# Python 3.11+ with venv (Debian splits ensurepip into python3-venv).
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 command -v dig >/dev/null 2>&1 && command -v nsupdate >/dev/null 2>&1 || need+=(bind9-dnsutils)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)

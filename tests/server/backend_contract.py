@@ -142,11 +142,10 @@ class BackendContract:
         apply(harness, (HOME, "A", ("203.0.113.8",)))
         assert harness.records(HOME, "A") == ["203.0.113.8"]
 
-    def test_throttling_is_transient_and_says_how_long(self, harness: Any) -> None:
+    def test_throttling_is_transient(self, harness: Any) -> None:
         harness.fail_next("throttle", times=10)
-        with pytest.raises(TransientBackendError) as raised:
+        with pytest.raises(TransientBackendError):
             apply(harness, (HOME, "A", ("203.0.113.7",)))
-        assert raised.value.retry_after is None or raised.value.retry_after >= 0
 
     def test_a_server_error_is_transient(self, harness: Any) -> None:
         harness.fail_next("server", times=10)

@@ -271,41 +271,30 @@ class AlidnsBackend(HttpRelay):
 
     async def _update(self, record_id: str, rr: str, rtype: str, value: str, ttl: int) -> bool:
         """Update a record; False when Alidns says it has that already."""
-        try:
-            await self._rpc(
-                "UpdateDomainRecord",
-                RecordId=record_id,
-                RR=rr,
-                Type=rtype,
-                Value=value,
-                TTL=str(ttl),
-                Line=self.line,
-            )
-        except _ApiError as error:
-            if error.code != DUPLICATE:
-                raise
-            return False
-        return True
+        body = await self._write(
+            "UpdateDomainRecord", RecordId=record_id, RR=rr, Type=rtype, Value=value, TTL=str(ttl)
+        )
+        return body is not None
 
     async def _add(
         self, zone: ZoneSettings, rr: str, rtype: str, value: str, ttl: int
     ) -> str | None:
         """Add a record; its id, or None when Alidns has that record already."""
+        body = await self._write(
+            "AddDomainRecord", DomainName=zone.name, RR=rr, Type=rtype, Value=value, TTL=str(ttl)
+        )
+        if body is None:
+            return None
+        return str(body.get("RecordId", "")) or None
+
+    async def _write(self, action: str, **params: str) -> dict[str, Any] | None:
+        """A write on our line; None when Alidns answers that it has that record already."""
         try:
-            body = await self._rpc(
-                "AddDomainRecord",
-                DomainName=zone.name,
-                RR=rr,
-                Type=rtype,
-                Value=value,
-                TTL=str(ttl),
-                Line=self.line,
-            )
+            return await self._rpc(action, Line=self.line, **params)
         except _ApiError as error:
             if error.code != DUPLICATE:
                 raise
             return None
-        return str(body.get("RecordId", "")) or None
 
     async def _read(self, zone: ZoneSettings, fqdn: str, rtype: str) -> tuple[_Record, ...]:
         """The records of ``fqdn`` and ``rtype`` on our line, read from Alidns and kept."""

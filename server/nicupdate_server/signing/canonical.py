@@ -90,3 +90,13 @@ def wire_query(request: httpx.Request) -> list[tuple[str, str]]:
 def wire_path(request: httpx.Request) -> str:
     """The percent-encoded path as sent, without the query."""
     return request.url.raw_path.split(b"?", 1)[0].decode("ascii") or "/"
+
+
+def headers_to_sign(request: httpx.Request, prefix: str) -> list[tuple[str, str]]:
+    """``content-type`` and the headers starting with ``prefix``: what SigV4-style
+    schemes sign besides ``host``."""
+    return [
+        (name, value)
+        for name, value in request.headers.multi_items()
+        if name == "content-type" or name.startswith(prefix)
+    ]

@@ -28,6 +28,7 @@ from .canonical import (
     as_utc,
     canonical_query,
     canonical_request,
+    headers_to_sign,
     secret_bytes,
     uri_encode,
     utc_now,
@@ -108,11 +109,7 @@ class HuaweiSdkAuth(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         query = wire_query(request)
-        headers = [
-            (name, value)
-            for name, value in request.headers.multi_items()
-            if name == "content-type" or name.startswith("x-")
-        ]
+        headers = headers_to_sign(request, "x-")
         request.headers.update(
             huawei_headers(
                 method=request.method,

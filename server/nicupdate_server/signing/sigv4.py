@@ -24,6 +24,7 @@ from .canonical import (
     as_utc,
     canonical_query,
     canonical_request,
+    headers_to_sign,
     hmac_sha256,
     secret_bytes,
     uri_encode,
@@ -147,11 +148,7 @@ class SigV4Auth(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         query = wire_query(request)
-        headers = [
-            (name, value)
-            for name, value in request.headers.multi_items()
-            if name == "content-type" or name.startswith("x-amz-")
-        ]
+        headers = headers_to_sign(request, "x-amz-")
         request.headers.update(
             sigv4_headers(
                 method=request.method,
