@@ -22,6 +22,11 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 [ -e /usr/share/doc/pdns-backend-sqlite3/schema.sqlite3.sql ] || need+=(pdns-backend-sqlite3)
 command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
+# Router-script clients that half-close their connection (the half-close tests), and
+# prlimit (util-linux) for the abuse benchmark's descriptor limit.
+command -v nc.openbsd >/dev/null 2>&1 || need+=(netcat-openbsd)
+command -v busybox >/dev/null 2>&1 || need+=(busybox)
+command -v prlimit >/dev/null 2>&1 || need+=(util-linux)
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
 if ((${#need[@]})); then
   if [ "$(id -u)" -ne 0 ]; then
@@ -51,3 +56,5 @@ echo "== benchmark: update server (quick run)"
 .venv/bin/python tests/benchmarks/bench_update.py --quick
 echo "== benchmark: rfc2136 against BIND (quick run)"
 .venv/bin/python tests/benchmarks/bench_rfc2136.py --quick
+echo "== benchmark: floods of guesses and idle connections (quick run)"
+.venv/bin/python tests/benchmarks/bench_abuse.py --quick

@@ -45,6 +45,7 @@ class HostRow:
     last_result: str | None
     last_seen_at: datetime | None
     nochg_count: int
+    blocked_at: datetime | None
     # Per backend that has not confirmed the desired records: the record types waiting.
     pending: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Per backend: its last error for this host, until an apply succeeds.
@@ -147,6 +148,11 @@ class Admin:
         if zone is None:
             zones = ", ".join(z.name for z in self._config.zones) or "none"
             raise AdminError(f"{fqdn} is in no configured zone (zones: {zones})")
+        if fqdn in self._config.reserved:
+            raise AdminError(
+                f"{fqdn} cannot be a host: it is {self._config.reserved[fqdn]}, which an "
+                "update would replace; pick another name"
+            )
         token = new_token()
         async with self._sessions.begin() as session:
             user = await self._user(session, owner)
@@ -171,6 +177,25 @@ class Admin:
             host.token_digest = token_digest(token)
             await self._bump(session)
         return token
+
+    async def unblock_host(self, fqdn_text: str) -> bool:
+        """Let a host blocked for abuse update again; false if it was not blocked."""
+        async with self._sessions.begin() as session:
+            host = await self._host(session, fqdn_text)
+            if host.blocked_at is None:
+                return False
+            host.blocked_at = None
+            host.last_result = "unblocked"
+            await self._bump(session)
+            return True
+
+    async def reserved_hosts(self) -> list[tuple[str, str]]:
+        """Hosts whose names cannot be hosts (made before that was refused), with why."""
+        async with self._sessions() as session:
+            names = await session.scalars(
+                select(Host.fqdn).where(Host.fqdn.in_(list(self._config.reserved)))
+            )
+            return [(fqdn, self._config.reserved[fqdn]) for fqdn in names]
 
     async def remove_host(self, fqdn_text: str) -> None:
         async with self._sessions.begin() as session:
@@ -228,6 +253,7 @@ class Admin:
                         host.last_result,
                         host.last_seen_at,
                         host.nochg_count,
+                        host.blocked_at,
                         self._pending(host.fqdn, desired, confirmed),
                         errors.get(host.fqdn, {}),
                     )

@@ -1,15 +1,19 @@
 """The HTTP side: routes, the caller's address, and turning outcomes into responses.
 
 ``/nic/update``, ``/update`` and ``/v3/update`` share one handler. Every answer is
-``text/plain`` with HTTP 200, except ``badauth`` (401 with a Basic challenge).
+``text/plain`` with HTTP 200, except ``badauth`` (401 with a Basic challenge) and
+"try again later" (429 with ``Retry-After`` and the body ``911``: the source is locked
+out for guessing, the password checks are busy, or a host's update rate is used up).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import ipaddress
 import logging
-from collections.abc import Callable, Sequence
+import urllib.parse
+from collections.abc import Awaitable, Callable, Sequence
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -18,14 +22,46 @@ from starlette.routing import Route
 
 from .addresses import IPAddress
 from .config import IPNetwork
+from .connections import CLIENT_GONE
 from .dyndns import Code, RequestRejected, answer_body, parse_basic_auth, parse_update
-from .updates import Caller, Unauthorized, UpdateService
+from .throttle import retry_after_header
+from .updates import Caller, TooManyRequests, Unauthorized, UpdateService
 
 log = logging.getLogger(__name__)
 
 UPDATE_PATHS = ("/nic/update", "/update", "/v3/update")
 UPDATE_METHODS = frozenset({"GET", "HEAD", "POST"})
 TEXT = "text/plain; charset=utf-8"
+# Query parameters whose values are secrets: masked in the access log.
+SECRET_PARAMETERS = frozenset(
+    {"password", "pass", "passwd", "pwd", "token", "key", "secret", "apikey", "api_key"}
+)
+
+
+def mask_secrets(target: str) -> str:
+    """``/nic/update?password=x&hostname=h`` -> ``/nic/update?password=***&hostname=h``."""
+    path, sep, query = target.partition("?")
+    if not sep:
+        return target
+    pairs = []
+    for pair in query.split("&"):
+        name, equals, _ = pair.partition("=")
+        if equals and urllib.parse.unquote_plus(name).strip().lower() in SECRET_PARAMETERS:
+            pair = f"{name}=***"
+        pairs.append(pair)
+    return f"{path}?{'&'.join(pairs)}"
+
+
+class MaskSecrets(logging.Filter):
+    """For uvicorn's access log: the request target with secrets masked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) >= 3:
+            args = list(record.args)
+            if isinstance(args[2], str):
+                args[2] = mask_secrets(args[2])
+                record.args = tuple(args)
+        return True
 
 
 @functools.lru_cache(maxsize=4096)
@@ -58,14 +94,21 @@ def client_address(
     return address
 
 
+def _never() -> bool:
+    return False
+
+
 def create_app(
     service: UpdateService,
     *,
     max_hosts: int,
     trusted_proxies: Sequence[IPNetwork],
     realm: str,
-    healthy: Callable[[], bool],
+    health: Callable[[], Awaitable[list[str]]],
+    throttle_delay: float = 0.0,
 ) -> Starlette:
+    """The routes. ``health()`` lists what is wrong with the server (empty: nothing);
+    a 429 answer is held back ``throttle_delay`` seconds (at most its Retry-After)."""
     challenge = {"WWW-Authenticate": f'Basic realm="{realm}", charset="UTF-8"'}
 
     def caller_of(request: Request) -> Caller:
@@ -74,7 +117,8 @@ def create_app(
             forwarded = request.headers.getlist("x-forwarded-for") if trusted_proxies else []
             return client_address(peer, forwarded, trusted_proxies)
 
-        return Caller(find_address, request.headers.get("user-agent", ""))
+        gone = request.scope.get("extensions", {}).get(CLIENT_GONE, {}).get("check", _never)
+        return Caller(find_address, request.headers.get("user-agent", ""), gone)
 
     async def update(request: Request) -> Response:
         if request.method not in UPDATE_METHODS:
@@ -92,6 +136,16 @@ def create_app(
             return PlainTextResponse(
                 answer_body([Code.BADAUTH.value]), 401, headers=challenge, media_type=TEXT
             )
+        except TooManyRequests as exc:
+            delay = min(throttle_delay, exc.retry_after)
+            if delay > 0:
+                await asyncio.sleep(delay)  # the flood waits, not the server
+            return PlainTextResponse(
+                answer_body([exc.code.value]),
+                429,
+                headers={"Retry-After": retry_after_header(exc.retry_after)},
+                media_type=TEXT,
+            )
         except RequestRejected as exc:
             lines = [exc.code.value]
         except Exception:
@@ -104,9 +158,10 @@ def create_app(
         return PlainTextResponse(f"{address or ''}\n", media_type=TEXT)
 
     async def healthz(request: Request) -> Response:
-        if healthy():
+        problems = await health()
+        if not problems:
             return PlainTextResponse("ok\n", media_type=TEXT)
-        return PlainTextResponse("unhealthy\n", 503, media_type=TEXT)
+        return PlainTextResponse(answer_body(["unhealthy", *problems]), 503, media_type=TEXT)
 
     # Every method reaches the handler, which answers the unsupported ones itself.
     all_methods = [*UPDATE_METHODS, "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"]

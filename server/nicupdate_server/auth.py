@@ -10,6 +10,11 @@ correct password again is answered without the slow hash, and a new password has
 (``user passwd``) invalidates the entry. Refused attempts are remembered the same
 way, so a misconfigured client looping on a wrong password does not cost a hash
 each time. An unknown user pays the same hash as a wrong password.
+
+Guessing is throttled per source (:mod:`.throttle`): a locked-out source is answered
+429 without a hash, except for credentials that need none (a host token, or a
+password already verified), so a router keeps working while someone guesses its
+account. Checks that do need a hash wait in a bounded, fair queue (:mod:`.checks`).
 """
 
 from __future__ import annotations
@@ -17,18 +22,26 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import secrets
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from .checks import CheckDropped, ChecksBusy, PasswordChecks
+from .config import LimitSettings
 from .dyndns import MAX_CREDENTIAL_BYTES, Credentials
+from .logsummary import LogSummary
 from .state import HostEntry, State
+from .throttle import UNKNOWN_SOURCE, GuessLimiter
 
 TOKEN_BYTES = 32
 REFUSED_CACHE_SIZE = 4096
+
+log = logging.getLogger("nicupdate.auth")
 
 # argon2id with RFC 9106's low-memory parameters (m=64 MiB, t=3, p=4).
 _hasher = PasswordHasher()
@@ -71,25 +84,67 @@ class Principal:
         return host.owner_id == self.user_id
 
 
+class LoginThrottled(Exception):
+    """Not checked now: answered HTTP 429, to try again after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: float, reason: str) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+def _never() -> bool:
+    return False
+
+
 class Authenticator:
-    def __init__(self, state: State, *, max_parallel_hashes: int = 2) -> None:
+    def __init__(
+        self,
+        state: State,
+        limits: LimitSettings | None = None,
+        *,
+        summary: LogSummary | None = None,
+    ) -> None:
+        limits = limits or LimitSettings()
         self._state = state
         self._key = secrets.token_bytes(32)
         self._verified: dict[str, tuple[bytes, str]] = {}
         self._refused: OrderedDict[tuple[str, bytes], str] = OrderedDict()
-        self._hashing = asyncio.Semaphore(max_parallel_hashes)
-        self._in_flight: dict[tuple[str, bytes, str], asyncio.Future[bool]] = {}
+        self._in_flight: dict[tuple[str, bytes, str], _Shared] = {}
+        self.limiter = GuessLimiter(limits)
+        self.checks = PasswordChecks(
+            workers=limits.hash_workers,
+            max_pending=limits.max_pending_checks,
+            max_per_source=limits.max_pending_checks_per_source,
+            standing=self.limiter.standing,
+        )
+        self._summary = summary or LogSummary(log, limits.log_interval)
 
     def use_state(self, state: State) -> None:
         self._state = state
+
+    def close(self) -> None:
+        self.checks.close()
+        self._summary.close()
 
     def _digest(self, password: str) -> bytes:
         data = password.encode("utf-8", "surrogatepass")
         return hashlib.blake2b(data, key=self._key, digest_size=32).digest()
 
-    async def authenticate(self, credentials: Credentials) -> Principal | None:
+    async def authenticate(
+        self,
+        credentials: Credentials,
+        source: str = UNKNOWN_SOURCE,
+        gone: Callable[[], bool] = _never,
+    ) -> Principal | None:
+        """The principal, or ``None`` for wrong credentials.
+
+        ``source`` is where the request comes from (:func:`.throttle.source_of`) and
+        ``gone()`` tells whether its client has closed the connection. Raises
+        :class:`LoginThrottled` when the source is locked out or too many checks wait.
+        """
         username, password = credentials.username, credentials.password
         if len(password.encode("utf-8", "surrogatepass")) > MAX_CREDENTIAL_BYTES:
+            self._failed(source, username)
             return None
         host = self._state.hosts.get(username.lower().rstrip("."))
         if host is not None and host.token_digest is not None:
@@ -106,34 +161,78 @@ class Authenticator:
             and hmac.compare_digest(cached[0], digest)
         ):
             return Principal(user.name, user_id=user.id)
+        wait = self.limiter.locked(source, username)
+        if wait > 0:
+            self._summary.note("login refused (locked out, 429)", source, repr(username))
+            raise LoginThrottled(wait, f"{source} is locked out after failed logins")
         refused_key = (username, digest)
         if self._refused.get(refused_key) == current_hash:
             self._refused.move_to_end(refused_key)
+            self._failed(source, username)
             return None
-        ok = await self._verify_once(username, digest, password, current_hash)
+        try:
+            ok = await self._verify_once(username, digest, password, current_hash, source, gone)
+        except ChecksBusy as exc:
+            self.limiter.refused(source)
+            self._summary.note("login refused (checks busy, 429)", source, str(exc))
+            raise LoginThrottled(exc.retry_after, str(exc)) from None
+        except CheckDropped:
+            raise LoginThrottled(1.0, "the client went away") from None
         if ok and user is not None:
+            self.limiter.succeeded(source, username)
             return Principal(user.name, user_id=user.id)
+        self._failed(source, username)
         return None
 
+    def _failed(self, source: str, username: str) -> None:
+        """Count and log a failed login."""
+        self._summary.note("badauth", source, repr(username))
+        lockout = self.limiter.failed(source, username)
+        if lockout is not None:
+            who = "every user name" if lockout.user is None else repr(lockout.user)
+            self._summary.note(
+                "lock-out",
+                source,
+                f"{who} for {lockout.seconds:g} s after {lockout.failures} failed logins",
+                logging.WARNING,
+            )
+
     async def _verify_once(
-        self, username: str, digest: bytes, password: str, current_hash: str
+        self,
+        username: str,
+        digest: bytes,
+        password: str,
+        current_hash: str,
+        source: str,
+        gone: Callable[[], bool],
     ) -> bool:
         """Hash ``password`` once however many requests bring it at the same time.
 
         Routers that come back together after an outage all send the same credentials:
-        the first request hashes, the others wait for its verdict instead of queueing a
-        hash each."""
+        the first request queues a check, the others wait for its verdict instead of
+        queueing one each. The check is dropped only if all of them have gone."""
         key = (username, digest, current_hash)
-        pending = self._in_flight.get(key)
-        if pending is None:
-            pending = asyncio.ensure_future(self._verify(username, digest, password, current_hash))
-            self._in_flight[key] = pending
-            pending.add_done_callback(lambda _: self._in_flight.pop(key, None))
-        return await asyncio.shield(pending)
+        shared = self._in_flight.get(key)
+        if shared is None:
+            shared = self._in_flight[key] = _Shared()
+            shared.task = asyncio.ensure_future(
+                self._verify(username, digest, password, current_hash, source, shared.all_gone)
+            )
+            shared.task.add_done_callback(lambda _: self._in_flight.pop(key, None))
+        shared.gone.append(gone)
+        assert shared.task is not None
+        return await asyncio.shield(shared.task)
 
-    async def _verify(self, username: str, digest: bytes, password: str, current_hash: str) -> bool:
-        async with self._hashing:
-            ok = await asyncio.to_thread(verify_password, password, current_hash)
+    async def _verify(
+        self,
+        username: str,
+        digest: bytes,
+        password: str,
+        current_hash: str,
+        source: str,
+        gone: Callable[[], bool],
+    ) -> bool:
+        ok = await self.checks.run(source, lambda: verify_password(password, current_hash), gone)
         if ok and username in self._state.users:
             self._verified[username] = (digest, current_hash)
             return True
@@ -141,3 +240,16 @@ class Authenticator:
         if len(self._refused) > REFUSED_CACHE_SIZE:
             self._refused.popitem(last=False)
         return False
+
+
+class _Shared:
+    """One password check and everyone waiting for it."""
+
+    __slots__ = ("gone", "task")
+
+    def __init__(self) -> None:
+        self.gone: list[Callable[[], bool]] = []
+        self.task: asyncio.Future[bool] | None = None
+
+    def all_gone(self) -> bool:
+        return all(gone() for gone in self.gone)

@@ -96,6 +96,11 @@ def cmd_host(config: Config, args: argparse.Namespace) -> int:
     elif args.action == "remove":
         _run(_with_admin(config, lambda a: a.remove_host(args.fqdn)))
         print(f"host {args.fqdn} removed")
+    elif args.action == "unblock":
+        if _run(_with_admin(config, lambda a: a.unblock_host(args.fqdn))):
+            print(f"host {args.fqdn} unblocked: it may update again")
+        else:
+            print(f"host {args.fqdn} was not blocked")
     elif args.action == "list":
         rows = _run(_with_admin(config, lambda a: a.list_hosts()))
         if not rows:
@@ -120,7 +125,9 @@ def cmd_host(config: Config, args: argparse.Namespace) -> int:
                 ",".join(row.records.get("A", ())) or "-",
                 ",".join(row.records.get("AAAA", ())) or "-",
                 _when(row.last_update_at),
-                row.last_result or "-",
+                f"abuse: blocked since {_when(row.blocked_at)} (host unblock)"
+                if row.blocked_at is not None
+                else row.last_result or "-",
                 _when(row.last_seen_at),
                 str(row.nochg_count),
                 "; ".join(f"{b}: {'+'.join(t)} pending" for b, t in row.pending.items())
@@ -155,7 +162,39 @@ def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
         f"configuration OK ({where}): HTTP {config.server.listen}, "
         f"DNS {config.dns.listen if config.dns.enabled else 'off'}, zones: {zones}"
     )
+    for fqdn, reason in _run(_reserved_hosts(config)):
+        print(
+            f"warning: host {fqdn} is {reason}, not a host name: its updates are refused; "
+            f"remove it with `{PROG} host remove {fqdn}`",
+            file=sys.stderr,
+        )
     return 0
+
+
+async def _reserved_hosts(config: Config) -> list[tuple[str, str]]:
+    """Hosts in an existing database that cannot be hosts; none if there is no database."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .admin import Admin
+    from .db import create_engine
+    from .store import describe_failure
+
+    url = config.server.database_url()
+    database = make_url(url).database
+    if make_url(url).get_backend_name() == "sqlite" and not (database and os.path.exists(database)):
+        return []  # check-config does not create the database
+    engine = create_engine(url)
+    try:
+        return await Admin(engine, config).reserved_hosts()
+    except (SQLAlchemyError, OSError) as exc:
+        print(
+            f"warning: could not look at the hosts in the database: {describe_failure(exc)}",
+            file=sys.stderr,
+        )
+        return []
+    finally:
+        await engine.dispose()
 
 
 async def _demo(config: Config) -> tuple[str, str, str]:
@@ -292,6 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     host_actions.add_parser("list", help="list hosts with addresses and last results")
     host_remove = host_actions.add_parser("remove", help="remove a host and its records")
     host_remove.add_argument("fqdn")
+    unblock = host_actions.add_parser(
+        "unblock", help="let a host blocked for abuse (answering `abuse`) update again"
+    )
+    unblock.add_argument("fqdn")
     host.set_defaults(func=cmd_host)
 
     reconcile = commands.add_parser(
@@ -312,6 +355,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .db import DatabaseError
 
     args = build_parser().parse_args(argv)
+    # The database and any secret this process writes are for its owner alone.
+    os.umask(0o077)
     path = find_config_file(args.config, os.environ)
     args.config_path = str(path) if path else None
     try:

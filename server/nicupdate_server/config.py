@@ -180,7 +180,7 @@ def _build(cls: type[T], raw: Any, where: str) -> T:
     """Build the dataclass ``cls`` from a TOML table, naming the key of any problem."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: must be a table (got {raw!r})")
-    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    known = {f.name: f for f in fields(cls) if f.init}  # type: ignore[arg-type]
     for key in raw:
         if key not in known:
             raise ConfigError(f"{where + '.' if where else ''}{key}: unknown key")
@@ -254,6 +254,45 @@ class DnsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitSettings:
+    """What one client may cost: password guessing, update rates, HTTP connections."""
+
+    # Password guessing, counted per source (IPv4 /32, IPv6 /64, after trusted_proxies).
+    auth_failures_per_source: int = _key(20, _number(1, 1_000_000, integer=True))
+    auth_failures_per_user: int = _key(5, _number(1, 1_000_000, integer=True))
+    auth_failure_window: float = _key(900.0, _number(1, 86400 * 7, integer=False))
+    lockout_initial: float = _key(60.0, _number(1, 86400, integer=False))
+    lockout_max: float = _key(3600.0, _number(1, 86400 * 7, integer=False))
+    # Password checks waiting for a hash: in all, and per source.
+    max_pending_checks: int = _key(32, _number(1, 100_000, integer=True))
+    max_pending_checks_per_source: int = _key(2, _number(1, 1000, integer=True))
+    hash_workers: int = _key(2, _number(1, 64, integer=True))
+    # A 429 answer is held back this long (at most its Retry-After): a flood gets one
+    # answer per connection per this, and costs its sender the waiting.
+    throttle_delay: float = _key(1.0, _number(0, 60, integer=False))
+    # Per host: a token bucket of updates (good or nochg answers).
+    host_update_burst: int = _key(30, _number(1, 1_000_000, integer=True))
+    host_update_interval: float = _key(10.0, _number(0, 86400, integer=False))
+    # nochg answers per host within abuse_window that make it answer `abuse` (0: never).
+    abuse_nochg_threshold: int = _key(0, _number(0, 10_000_000, integer=True))
+    abuse_window: float = _key(86400.0, _number(60, 86400 * 30, integer=False))
+    # HTTP connections.
+    max_connections: int = _key(4096, _number(16, 1_000_000, integer=True))
+    max_connections_per_source: int = _key(128, _number(1, 1_000_000, integer=True))
+    header_timeout: float = _key(10.0, _number(0.1, 3600, integer=False))
+    max_header_bytes: int = _key(8192, _number(1024, 1_048_576, integer=True))
+    # Repeated failures are logged as one summary per source per interval.
+    log_interval: float = _key(60.0, _number(0.1, 86400, integer=False))
+
+    def __post_init__(self) -> None:
+        if self.lockout_max < self.lockout_initial:
+            raise ConfigError(
+                "limits.lockout_max: must be at least limits.lockout_initial "
+                f"({self.lockout_initial:g})"
+            )
+
+
+@dataclass(frozen=True, slots=True)
 class ZoneSettings:
     name: str = _required(_fqdn)
     # One backend (`backend = "x"`) or several (`backends = ["x", "y"]`), each applied
@@ -297,12 +336,24 @@ def _backends(value: Any) -> dict[str, dict[str, Any]]:
 class Config:
     server: ServerSettings = _key(ServerSettings(), lambda v: _build(ServerSettings, v, "server"))
     dns: DnsSettings = _key(DnsSettings(), lambda v: _build(DnsSettings, v, "dns"))
+    limits: LimitSettings = _key(LimitSettings(), lambda v: _build(LimitSettings, v, "limits"))
     zones: tuple[ZoneSettings, ...] = _key(
         (_build(ZoneSettings, _DEMO_ZONE_TABLE, "zones[0]"),), _zones
     )
     backends: Mapping[str, Mapping[str, Any]] = _key({}, _backends)
+    # Names that cannot be hosts, with the reason: zone apexes and nameserver names.
+    reserved: Mapping[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        reserved: dict[str, str] = {}
+        for zone in self.zones:
+            for ns in zone.nameservers:
+                reserved.setdefault(
+                    ns, f"a nameserver of zone {zone.name} (its NS record and glue)"
+                )
+        for zone in self.zones:
+            reserved[zone.name] = f"the apex of zone {zone.name} (its SOA and NS records)"
+        object.__setattr__(self, "reserved", reserved)
         seen: set[str] = set()
         for index, zone in enumerate(self.zones):
             if zone.name in seen:

@@ -7,7 +7,9 @@ carries Alembic's import cost.
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 import subprocess
 import sys
 from typing import Any
@@ -18,8 +20,13 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 # The newest migration in migrations/versions; a test checks they agree.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 MIGRATE_URL_ENV = "NICUPDATE_MIGRATE_URL"
+PRIVATE = 0o600
+# SQLite's companions of the database file (they take the database's mode when created).
+SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+log = logging.getLogger(__name__)
 
 
 class DatabaseError(Exception):
@@ -44,11 +51,34 @@ def create_engine(url: str) -> AsyncEngine:
                 f"{describe(url)} needs the {exc.name} driver: "
                 "pip install 'nicupdate[server,postgres]'"
             ) from None
+    database = make_url(url).database
+    if database and database != ":memory:":
+        make_private(database)
     # SQLite has one writer at a time anyway, and the server writes from one task:
     # one connection (one aiosqlite thread, one page cache) serves it all.
     engine = create_async_engine(url, pool_size=1, max_overflow=0)
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def make_private(path: str) -> None:
+    """Create the SQLite database file readable by its owner only (0600), whatever the
+    umask; narrow the mode of an existing one (and of its -wal and -shm files). Raises
+    :class:`DatabaseError` when it cannot be opened for writing."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE))
+    except OSError as exc:
+        # Said here, before SQLite tries: a failed open leaves aiosqlite's thread behind.
+        raise DatabaseError(f"cannot open the database {path}: {exc.strerror}") from None
+    for companion in SQLITE_COMPANIONS:
+        name = path + companion
+        try:
+            mode = stat.S_IMODE(os.stat(name).st_mode)
+            if mode & 0o077:
+                os.chmod(name, PRIVATE)
+                log.warning("%s was readable by others (mode %o): made it 0600", name, mode)
+        except OSError:
+            continue  # absent, or not ours to change
 
 
 def describe(url: str) -> str:

@@ -58,6 +58,8 @@ class Host(Base):
     last_result: Mapped[str | None] = mapped_column(String(64))
     last_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     nochg_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Set when the host answered `abuse` (too many needless updates); `host unblock` clears it.
+    blocked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Record(Base):

@@ -516,7 +516,9 @@ class Reconciler:
     def _routes(self, fqdn: str) -> list[Route]:
         routes = self._route_cache.get(fqdn)
         if routes is None:
-            zone = self._zone(fqdn)
+            # A zone apex or nameserver that an older version let be a host: its NS and
+            # glue records are the zone's, never the host's.
+            zone = self._zone(fqdn) if fqdn not in self.config.reserved else None
             backends = self._backends_of(zone) if zone is not None else []
             routes = [(b, zone) for b in backends if zone is not None and b in self.backends]
             if len(self._route_cache) >= ROUTE_CACHE_SIZE:

@@ -2,8 +2,9 @@
 
 One process serves everything (the in-memory state it answers ``nochg`` from
 must be the only one). Background work: every ``server.reload_interval`` it
-checks whether the CLI changed accounts or hosts and reloads them; every
-``STATS_INTERVAL`` it writes the ``nochg`` counts gathered in memory.
+checks whether the CLI changed accounts or hosts and reloads them (and, while the
+database refuses writes, whether it takes them again); every ``STATS_INTERVAL`` it
+writes the ``nochg`` counts gathered in memory.
 """
 
 from __future__ import annotations
@@ -12,28 +13,45 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvicorn
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .app import create_app
+from .app import MaskSecrets, create_app
 from .auth import Authenticator
 from .backends import Backend, create_backend
 from .backends.builtin import BuiltinBackend
 from .config import Config
+from .connections import (
+    ConnectionGuard,
+    connection_cap,
+    descriptor_limit,
+    descriptors_in_use,
+    protocol_class,
+)
 from .db import create_engine, ensure_schema
-from .dnsserver import DnsServer
+from .dnsserver import TCP_MAX_CLIENTS, DnsServer
+from .logsummary import LogSummary
 from .reconciler import Reconciler
 from .state import State, read_admin_revision
-from .store import Writer, ensure_zones, flush_host_stats
+from .store import Flushed, Writer, describe_failure, ensure_zones, flush_host_stats
 from .updates import UpdateService
 from .zonedata import AuthoritativeData
 
 log = logging.getLogger("nicupdate")
 
 STATS_INTERVAL = 10.0
+# /healthz tries a write when the last one that told anything is older than this.
+WRITE_CHECK_INTERVAL = 5.0
+WRITE_CHECK_TIMEOUT = 2.0
+# File descriptors kept back from HTTP connections: the database, backends, listeners.
+RESERVED_DESCRIPTORS = 64
+# Fewer free descriptors than this is reported by /healthz.
+DESCRIPTOR_MARGIN = 16
 
 
 class Runtime:
@@ -51,11 +69,28 @@ class Runtime:
             self.backends[name] = create_backend(name, table)
         self.reconciler = Reconciler(config, self.state, self.backends)
         self.writer = Writer(self.engine, self.state, self.reconciler.mark)
-        self.authenticator = Authenticator(self.state)
+        # Repeated failures from one source: one log line per interval, not one each.
+        self.summary = LogSummary(logging.getLogger("nicupdate.guard"), config.limits.log_interval)
+        self.authenticator = Authenticator(self.state, config.limits, summary=self.summary)
         self.service = UpdateService(
-            config, self.state, self.authenticator, self.writer, self.reconciler
+            config,
+            self.state,
+            self.authenticator,
+            self.writer,
+            self.reconciler,
+            summary=self.summary,
         )
         self.dns: DnsServer | None = None
+        self.descriptors = descriptor_limit()
+        reserved = RESERVED_DESCRIPTORS + (TCP_MAX_CLIENTS if config.dns.enabled else 0)
+        limits = config.limits
+        self.guard = ConnectionGuard(
+            limits,
+            connection_cap(limits.max_connections, self.descriptors, reserved),
+            config.server.trusted_proxies,
+            self.summary,
+        )
+        self._descriptors_short = False
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -68,6 +103,26 @@ class Runtime:
             await backend.start()
         self.writer.start()
         self.reconciler.start()  # resumes whatever was pending when the server stopped
+        await self.writer.check_writes()  # so that /healthz knows a read-only database
+        for fqdn in self.state.hosts:
+            if fqdn in self.config.reserved:
+                log.warning(
+                    "host %s is %s, not a host name: its updates are refused (nohost); "
+                    "remove it with `nicupdate-server host remove %s`",
+                    fqdn,
+                    self.config.reserved[fqdn],
+                    fqdn,
+                )
+        limits = self.config.limits
+        if self.guard.max_connections < limits.max_connections:
+            log.warning(
+                "at most %d HTTP connections: the file descriptor limit is %s; raise it "
+                "(systemd: LimitNOFILE=%d) for limits.max_connections = %d",
+                self.guard.max_connections,
+                self.descriptors,
+                limits.max_connections + 1024,
+                limits.max_connections,
+            )
         builtin_zones = [z for z in self.config.zones if "builtin" in z.backends]
         if self.config.dns.enabled and builtin_zones:
             host, port = self.config.dns.endpoint
@@ -87,7 +142,7 @@ class Runtime:
                 records = [
                     (fqdn, host.records)
                     for fqdn, host in loaded.hosts.items()
-                    if self.config.zone_for(fqdn) is zone
+                    if self.config.zone_for(fqdn) is zone and fqdn not in self.config.reserved
                 ]
                 fresh.add_zone(zone, loaded.zone_serials.get(zone.name, 1), records)
         self.dns_data.zones = fresh.zones
@@ -99,7 +154,11 @@ class Runtime:
     async def _reload(self, conn: AsyncConnection) -> None:
         await flush_host_stats(conn, self.state)
         await self.reconciler.persist(conn)
+        before = {host.id for host in self.state.hosts.values() if host.blocked}
         self._adopt(await State.load(conn))
+        for host in self.state.hosts.values():
+            if host.id in before and not host.blocked:  # `host unblock`: count afresh
+                self.service.host_limits.forget(host.id)
         self.reconciler.refresh()
         log.info("accounts and hosts reloaded (revision %d)", self.state.admin_revision)
 
@@ -110,6 +169,9 @@ class Runtime:
             await asyncio.sleep(interval)
             since_flush += interval
             try:
+                if self.writer.failure is not None or self.writer.unrecorded:
+                    if await self.writer.check_writes() is not None:
+                        continue  # it refuses writes (logged once): nothing to do until then
                 async with self.engine.connect() as conn:
                     revision = await read_admin_revision(conn)
                 if revision != self.state.admin_revision:
@@ -118,16 +180,49 @@ class Runtime:
                     await self.writer.exclusive(self.reconciler.persist)
                 if since_flush >= STATS_INTERVAL:
                     since_flush = 0.0
-                    await self.writer.exclusive(self._flush)
+                    self.service.host_limits.prune()
+                    (await self.writer.exclusive(self._flush)).done()
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning("background work failed (%s); will try again", describe_failure(exc))
             except Exception:
                 log.exception("background reload failed; will try again")
 
-    async def _flush(self, conn: AsyncConnection) -> None:
-        await flush_host_stats(conn, self.state)
+    async def _flush(self, conn: AsyncConnection) -> Flushed:
+        flushed = await flush_host_stats(conn, self.state)
         await self.reconciler.persist(conn)
+        return flushed
 
-    def healthy(self) -> bool:
-        return all(not task.done() for task in self._tasks) and self.reconciler.healthy()
+    async def health(self) -> list[str]:
+        """What is wrong, one line each, for /healthz (empty: healthy)."""
+        problems = []
+        if any(task.done() for task in self._tasks):
+            problems.append("background task: stopped (CLI changes are not picked up)")
+        if not self.reconciler.healthy():
+            problems.append("reconciler: a backend worker stopped")
+        writer = self.writer
+        if (
+            writer.failure is not None
+            or time.monotonic() - writer.checked_at > WRITE_CHECK_INTERVAL
+        ):
+            try:
+                async with asyncio.timeout(WRITE_CHECK_TIMEOUT):
+                    await writer.check_writes()
+            except TimeoutError:
+                problems.append(f"database: no answer to a write within {WRITE_CHECK_TIMEOUT:g} s")
+        if writer.failure is not None:
+            problems.append(f"database: refuses writes ({writer.failure}); changes answer 911")
+        connections = self.guard.problem()
+        if connections is not None:
+            problems.append(connections)
+        used = descriptors_in_use()
+        if used is not None and self.descriptors is not None:
+            short = used >= self.descriptors - DESCRIPTOR_MARGIN
+            if short and not self._descriptors_short:
+                log.error("file descriptors: %d of %d in use", used, self.descriptors)
+            self._descriptors_short = short
+            if short:
+                problems.append(f"file descriptors: {used} of {self.descriptors} in use")
+        return problems
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -135,9 +230,11 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        self.authenticator.close()
+        self.summary.close()
         await self.reconciler.close()
         with contextlib.suppress(Exception):
-            await self.writer.exclusive(self._flush)
+            (await self.writer.exclusive(self._flush)).done()
         await self.writer.close()
         if self.dns is not None:
             await self.dns.close()
@@ -171,14 +268,19 @@ def http_server(runtime: Runtime) -> HttpServer:
         max_hosts=settings.max_hosts_per_request,
         trusted_proxies=settings.trusted_proxies,
         realm=settings.realm,
-        healthy=runtime.healthy,
+        health=runtime.health,
+        throttle_delay=runtime.config.limits.throttle_delay,
     )
+    if settings.access_log:
+        access = logging.getLogger("uvicorn.access")
+        if not any(isinstance(f, MaskSecrets) for f in access.filters):
+            access.addFilter(MaskSecrets())
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         loop="none",
-        http="httptools",
+        http=protocol_class(runtime.guard),
         ws="none",
         lifespan="off",
         access_log=settings.access_log,
@@ -211,9 +313,16 @@ async def serve(runtime: Runtime, on_started: Callable[[Runtime], None] | None =
         dns = f"DNS on {settings.dns.listen} (UDP+TCP)" if runtime.dns else "no built-in DNS"
         log.info("serving HTTP on %s, %s; zones: %s", settings.server.listen, dns, zones)
         loop = asyncio.get_running_loop()
+
+        def stop(sig: int) -> None:
+            # Waiting password checks are answered 429 at once instead of holding the
+            # shutdown for their turn; running ones finish.
+            runtime.authenticator.checks.close()
+            server.handle_exit(sig, None)
+
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
-                loop.add_signal_handler(sig, server.handle_exit, sig, None)
+                loop.add_signal_handler(sig, stop, sig)
         await server.serve()
     finally:
         await runtime.close()

@@ -41,6 +41,8 @@ class HostEntry:
     last_seen_at: float | None = None
     # last_result changed after the commit (a stored change DNS did not confirm in time).
     result_unsaved: bool = False
+    # Answers `abuse` until its owner clears it (`host unblock`).
+    blocked: bool = False
 
 
 @dataclass(slots=True)
@@ -64,6 +66,7 @@ class State:
                 Host.token_digest,
                 Host.last_update_at,
                 Host.last_result,
+                Host.blocked_at,
             )
         )
         for row in hosts:
@@ -74,6 +77,7 @@ class State:
                 row.token_digest,
                 last_update_at=row.last_update_at,
                 last_result=row.last_result,
+                blocked=row.blocked_at is not None,
             )
             state.hosts[row.fqdn] = by_id[row.id] = entry
         records = await conn.execute(

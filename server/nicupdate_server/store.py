@@ -6,6 +6,13 @@ many requests), updates the in-memory :class:`~.state.State`, tells the reconcil
 which names changed (``on_commit``), and answers: the change is durable. Getting it
 into DNS is the reconciler's job. Everything that changes the state goes through
 this task, so it needs no locks.
+
+When the database refuses a write (disk full, read-only file, database down), the
+changes of that transaction are answered ``911`` and are *not* stored: the host keeps
+its records, ``host list`` says "911: not stored", and the attempts are kept in memory
+(a bounded number) and written to the history once the database takes writes again.
+:attr:`Writer.failure` says why while it refuses them; :meth:`Writer.check_writes`
+tries a small write to find out.
 """
 
 from __future__ import annotations
@@ -13,27 +20,40 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, insert, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .config import ZoneSettings
 from .dyndns import Code
-from .models import Host, Record, UpdateLog, Zone
+from .models import Host, Meta, Record, UpdateLog, Zone
 from .state import HostEntry, State
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 512
+# Refused changes kept for the history while the database refuses writes.
+MAX_UNRECORDED = 10_000
+NOT_STORED = "911: not stored (the database refused the write)"
+WRITE_PROBE = "write_probe"
 _hosts = cast(Table, Host.__table__)
 _records = cast(Table, Record.__table__)
 _log = cast(Table, UpdateLog.__table__)
 _zones = cast(Table, Zone.__table__)
+_meta = cast(Table, Meta.__table__)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """The database's own words for a failure (``database or disk is full``)."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return str(exc.orig).splitlines()[0][:200] or type(exc.orig).__name__
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
 
 
 def next_serial(current: int, now: float | None = None) -> int:
@@ -93,6 +113,13 @@ class Writer:
         self._on_commit = on_commit
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        # Why the database refuses writes, while it does (None: the last write worked).
+        self.failure: str | None = None
+        self.checked_at = 0.0  # time.monotonic() of the last write that told us
+        # History rows of changes that could not be stored, oldest first.
+        self.unrecorded: deque[dict[str, Any]] = deque(maxlen=MAX_UNRECORDED)
+        self.unrecorded_lost = 0
+        self._checking = asyncio.Lock()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="nicupdate-writer")
@@ -144,11 +171,71 @@ class Writer:
             async with self._engine.begin() as conn:
                 result = await work(conn)
         except Exception as exc:  # handed to the waiting caller
+            if isinstance(exc, SQLAlchemyError | OSError):
+                self._failed(exc)
             if not future.done():
                 future.set_exception(exc)
         else:
             if not future.done():
                 future.set_result(result)
+
+    def _failed(self, exc: BaseException) -> None:
+        reason = describe_failure(exc)
+        if self.failure is None:
+            log.error(
+                "the database refuses writes (%s): changes are answered 911 and not stored "
+                "until it takes them again",
+                reason,
+            )
+        self.failure = reason
+        self.checked_at = time.monotonic()
+
+    def _worked(self) -> None:
+        if self.failure is not None:
+            log.info("the database takes writes again")
+        self.failure = None
+        self.checked_at = time.monotonic()
+
+    async def check_writes(self) -> str | None:
+        """Try a small write, with the history kept while writes failed; return
+        :attr:`failure` (``None``: the database takes writes)."""
+        async with self._checking:  # one check at a time: each row is written once
+            return await self._check_writes()
+
+    async def _check_writes(self) -> str | None:
+        rows = list(self.unrecorded)
+        try:
+            flushed = await self.exclusive(lambda conn: self._probe(conn, rows))
+        except (SQLAlchemyError, OSError):
+            return self.failure  # recorded by _exclusive
+        flushed.done()
+        for _ in rows:
+            self.unrecorded.popleft()
+        if rows:
+            log.info("%d change(s) that were not stored added to the history", len(rows))
+        if self.unrecorded_lost:
+            log.warning(
+                "%d change(s) that were not stored are missing from the history (more "
+                "than %d while the database refused writes)",
+                self.unrecorded_lost,
+                MAX_UNRECORDED,
+            )
+            self.unrecorded_lost = 0
+        self._worked()
+        return None
+
+    async def _probe(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> Flushed:
+        flushed = Flushed()
+        if rows:
+            await conn.execute(insert(_log), rows)
+            flushed = await flush_host_stats(conn, self.state)  # `host list`: "not stored"
+        stamp = int(time.time())
+        result = await conn.execute(
+            update(_meta).where(_meta.c.key == WRITE_PROBE).values(value=stamp)
+        )
+        if result.rowcount == 0:
+            await conn.execute(insert(_meta).values(key=WRITE_PROBE, value=stamp))
+        return flushed
 
     def _plan(self, batch: list[tuple[HostUpdate, asyncio.Future[Outcome]]]) -> list[_Planned]:
         overlay: dict[int, dict[str, tuple[str, ...]]] = {}
@@ -184,10 +271,14 @@ class Writer:
                 async with self._engine.begin() as conn:
                     await self._write(conn, writes, serials, now)
             except (SQLAlchemyError, OSError) as exc:
-                log.error("database write failed, answering 911: %s", exc)
+                self._failed(exc)
+                log.debug("%d change(s) not stored, answered 911: %s", len(writes), self.failure)
                 for plan in writes:
-                    plan.outcome = Outcome(Code.SERVER_ERROR, "database unavailable")
+                    plan.outcome = Outcome(Code.SERVER_ERROR, f"not stored: {self.failure}")
+                self._keep_unrecorded(writes, now)
                 serials = {}
+            else:
+                self._worked()
         self._remember(plans, serials, now)
         changed = [p.update.host.fqdn for p in plans if p.new and p.outcome is None]
         if changed:
@@ -222,21 +313,7 @@ class Writer:
         ]
         if rows:
             await conn.execute(insert(_records), rows)
-        await conn.execute(
-            insert(_log),
-            [
-                {
-                    "at": now,
-                    "fqdn": p.update.host.fqdn,
-                    "caller": p.update.caller,
-                    "user_agent": p.update.user_agent[:255],
-                    "old_value": describe_records(p.old),
-                    "new_value": describe_records(p.new),
-                    "answer": (p.update.refusal or "good")[:255],
-                }
-                for p in writes
-            ],
-        )
+        await conn.execute(insert(_log), [_history_row(p, now) for p in writes])
         changed = [p for p in writes if p.new]
         if changed:
             await conn.execute(
@@ -252,6 +329,13 @@ class Writer:
             if result.rowcount == 0:
                 await conn.execute(insert(_zones).values(name=zone, serial=serial))
 
+    def _keep_unrecorded(self, writes: list[_Planned], now: datetime) -> None:
+        for plan in writes:
+            if len(self.unrecorded) == self.unrecorded.maxlen:
+                self.unrecorded_lost += 1
+            answer = f"911: not stored: {self.failure}" if plan.update.refusal is None else None
+            self.unrecorded.append(_history_row(plan, now, answer))
+
     def _remember(self, plans: list[_Planned], serials: Mapping[str, int], now: datetime) -> None:
         for plan in plans:
             host = plan.update.host
@@ -259,6 +343,9 @@ class Writer:
                 host.last_result = plan.update.refusal
                 continue
             if plan.outcome is not None:  # nochg, or the database failed
+                if plan.outcome.code is Code.SERVER_ERROR:
+                    host.last_result = NOT_STORED
+                    host.result_unsaved = True
                 continue
             for rtype, addresses in plan.new.items():
                 if addresses:
@@ -270,9 +357,54 @@ class Writer:
         self.state.zone_serials.update(serials)
 
 
-async def flush_host_stats(conn: AsyncConnection, state: State) -> int:
-    """Write the nochg counts, last-seen times and answers gathered in memory; return how
-    many hosts had some."""
+def _history_row(plan: _Planned, now: datetime, answer: str | None = None) -> dict[str, Any]:
+    """The update log's row for one planned change (``answer`` overrides the outcome)."""
+    return {
+        "at": now,
+        "fqdn": plan.update.host.fqdn,
+        "caller": plan.update.caller,
+        "user_agent": plan.update.user_agent[:255],
+        "old_value": describe_records(plan.old),
+        "new_value": describe_records(plan.new),
+        "answer": (answer or plan.update.refusal or "good")[:255],
+    }
+
+
+def block_host(host_id: int) -> _Exclusive:
+    """Work for :meth:`Writer.exclusive`: store that a host answers ``abuse``."""
+
+    async def block(conn: AsyncConnection) -> None:
+        await conn.execute(
+            update(_hosts)
+            .where(_hosts.c.id == host_id)
+            .values(blocked_at=datetime.now(UTC), last_result="abuse")
+        )
+
+    return block
+
+
+@dataclass(slots=True)
+class Flushed:
+    """Host statistics written by :func:`flush_host_stats`; :meth:`done` once committed."""
+
+    hosts: list[tuple[HostEntry, int, str | None]] = field(default_factory=list)
+
+    def done(self) -> None:
+        """Forget what was written (not what came in since)."""
+        for host, count, result in self.hosts:
+            host.nochg_pending = max(0, host.nochg_pending - count)
+            if host.last_result == result:
+                host.result_unsaved = False
+
+    def __len__(self) -> int:
+        return len(self.hosts)
+
+
+async def flush_host_stats(conn: AsyncConnection, state: State) -> Flushed:
+    """Write the nochg counts, last-seen times and answers gathered in memory.
+
+    They stay marked unwritten until the caller calls ``done()`` on the result after
+    the commit: if it fails, they are written next time."""
     seen = [host for host in state.hosts.values() if host.nochg_pending]
     answered = [h for h in state.hosts.values() if h.result_unsaved and not h.nochg_pending]
     if seen:
@@ -301,10 +433,7 @@ async def flush_host_stats(conn: AsyncConnection, state: State) -> int:
             .values(last_result=bindparam("result")),
             [{"host": host.id, "result": host.last_result} for host in answered],
         )
-    for host in (*seen, *answered):
-        host.nochg_pending = 0
-        host.result_unsaved = False
-    return len(seen) + len(answered)
+    return Flushed([(h, h.nochg_pending, h.last_result) for h in (*seen, *answered)])
 
 
 async def ensure_zones(conn: AsyncConnection, zones: list[ZoneSettings]) -> None:

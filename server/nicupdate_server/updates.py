@@ -1,9 +1,11 @@
 """The update use case: from a parsed request and its caller to the answer lines.
 
-Order of checks: agent, credentials, then per host: name, ownership, address,
-change. A host the caller may not update answers ``nohost`` whether or not it
-exists. An unchanged host whose records DNS has confirmed answers ``nochg`` from
-memory, with no database or backend call. A change is committed by the
+Order of checks: agent, credentials (HTTP 429 while the source is locked out for
+guessing), per host name and ownership, the hosts' update rates (HTTP 429 when one is
+exhausted), then per host: blocked for abuse, address, change. A host the caller may
+not update answers ``nohost`` whether or not it exists; so does a name that cannot be
+a host (a zone apex, a nameserver). An unchanged host whose records DNS has confirmed
+answers ``nochg`` from memory, with no database or backend call. A change is committed by the
 :class:`~.store.Writer` (durable from then on) and answers ``good`` once every
 backend of its zone confirmed it, ``dnserr`` when one refused it, and ``911`` when
 DNS is unavailable or slow: it is applied later without the client doing anything.
@@ -17,8 +19,8 @@ import time
 from collections.abc import Callable, Mapping
 
 from .addresses import IPAddress, UnusableAddress, check_usable
-from .auth import Authenticator, Principal
-from .config import Config
+from .auth import Authenticator, LoginThrottled, Principal
+from .config import Config, ZoneSettings
 from .dyndns import (
     Code,
     Credentials,
@@ -27,10 +29,13 @@ from .dyndns import (
     answer_line,
     families_of,
 )
+from .logsummary import LogSummary
 from .names import InvalidName, normalize_fqdn
+from .ratelimit import HostLimits
 from .reconciler import Reconciler
-from .state import State
-from .store import HostUpdate, Outcome, Writer
+from .state import HostEntry, State
+from .store import HostUpdate, Outcome, Writer, block_host
+from .throttle import source_of
 
 log = logging.getLogger("nicupdate.update")
 
@@ -43,15 +48,27 @@ RESULT_LABELS = {
 OFFLINE: Mapping[str, tuple[str, ...]] = {"A": (), "AAAA": ()}
 
 
+def _never() -> bool:
+    return False
+
+
 class Caller:
-    """Who sent the request. The address is worked out only when it is needed."""
+    """Who sent the request. The address is worked out only when it is needed.
 
-    __slots__ = ("_address", "_find_address", "user_agent")
+    ``gone()`` tells whether the client has closed its side of the connection."""
 
-    def __init__(self, find_address: Callable[[], IPAddress | None], user_agent: str) -> None:
+    __slots__ = ("_address", "_find_address", "gone", "user_agent")
+
+    def __init__(
+        self,
+        find_address: Callable[[], IPAddress | None],
+        user_agent: str,
+        gone: Callable[[], bool] = _never,
+    ) -> None:
         self._find_address: Callable[[], IPAddress | None] | None = find_address
         self._address: IPAddress | None = None
         self.user_agent = user_agent
+        self.gone = gone
 
     @property
     def address(self) -> IPAddress | None:
@@ -68,6 +85,14 @@ class Unauthorized(RequestRejected):
         super().__init__(Code.BADAUTH, reason)
 
 
+class TooManyRequests(RequestRejected):
+    """HTTP 429 with ``Retry-After``; the body is ``911`` (try again later)."""
+
+    def __init__(self, retry_after: float, reason: str) -> None:
+        super().__init__(Code.SERVER_ERROR, reason)
+        self.retry_after = retry_after
+
+
 class UpdateService:
     def __init__(
         self,
@@ -76,6 +101,8 @@ class UpdateService:
         authenticator: Authenticator,
         writer: Writer,
         reconciler: Reconciler,
+        *,
+        summary: LogSummary | None = None,
     ) -> None:
         self._config = config
         self._state = state
@@ -84,6 +111,9 @@ class UpdateService:
         self._reconciler = reconciler
         self._deadline = config.server.apply_deadline
         self._blocked_agents = tuple(a.lower() for a in config.server.blocked_agents)
+        self.host_limits = HostLimits(config.limits)
+        self._summary = summary or LogSummary(log, config.limits.log_interval)
+        self._background: set[asyncio.Future[object]] = set()
 
     async def handle(
         self, request: UpdateRequest, credentials: Credentials | None, caller: Caller
@@ -95,10 +125,28 @@ class UpdateService:
         credentials = credentials or request.query_credentials
         if credentials is None:
             raise Unauthorized("no credentials")
-        principal = await self._authenticator.authenticate(credentials)
+        source = source_of(caller.address)
+        try:
+            principal = await self._authenticator.authenticate(credentials, source, caller.gone)
+        except LoginThrottled as exc:
+            raise TooManyRequests(exc.retry_after, str(exc)) from None
         if principal is None:
-            log.info("badauth for %r from %s", credentials.username, caller.address)
             raise Unauthorized("wrong user name or password")
+
+        targets: dict[str, tuple[HostEntry, ZoneSettings] | str] = {}
+        for item in request.hostnames:
+            if item not in targets:
+                targets[item] = self._target(item, principal)
+        hosts = {
+            target[0].id: target[0]
+            for target in targets.values()
+            if not isinstance(target, str) and not target[0].blocked
+        }
+        wait = self.host_limits.wait(hosts)
+        if wait > 0:
+            names = ", ".join(h.fqdn for h in hosts.values())
+            self._summary.note("update refused (host update rate, 429)", source, names)
+            raise TooManyRequests(wait, f"update rate of {names} exceeded")
 
         addresses = request.addresses
         address_error = request.address_error
@@ -113,28 +161,27 @@ class UpdateService:
                 families = families_of(addresses)
 
         answers: dict[str, asyncio.Future[str] | str] = {}
-        for item in request.hostnames:
-            if item not in answers:
+        for item, target in targets.items():
+            if isinstance(target, str):
+                answers[item] = target
+            else:
                 answers[item] = self._answer_host(
-                    item, principal, addresses, families, address_error, caller
+                    *target, addresses, families, address_error, caller
                 )
         pending = [a for a in answers.values() if not isinstance(a, str)]
         if pending:
             await asyncio.gather(*pending)
-        return [
-            answer if isinstance(answer, str) else answer.result()
-            for answer in (answers[item] for item in request.hostnames)
-        ]
+        lines = {
+            item: answer if isinstance(answer, str) else answer.result()
+            for item, answer in answers.items()
+        }
+        for item, target in targets.items():
+            if not isinstance(target, str) and lines[item].startswith(("good", "nochg")):
+                self.host_limits.spend(target[0].id)
+        return [lines[item] for item in request.hostnames]
 
-    def _answer_host(
-        self,
-        item: str,
-        principal: Principal,
-        addresses: tuple[IPAddress, ...],
-        families: Mapping[str, tuple[str, ...]],
-        address_error: str | None,
-        caller: Caller,
-    ) -> asyncio.Future[str] | str:
+    def _target(self, item: str, principal: Principal) -> tuple[HostEntry, ZoneSettings] | str:
+        """The host ``item`` names and its zone, or the answer when there is none."""
         try:
             fqdn = normalize_fqdn(item)
         except InvalidName:
@@ -143,6 +190,28 @@ class UpdateService:
         zone = self._config.zone_for(fqdn)
         if host is None or zone is None or not principal.may_update(host):
             return Code.NOHOST.value
+        if fqdn in self._config.reserved:
+            self._summary.note(
+                "update refused (not a host name, nohost)",
+                fqdn,
+                self._config.reserved[fqdn],
+                logging.WARNING,
+            )
+            return Code.NOHOST.value
+        if host.blocked:
+            return Code.ABUSE.value
+        return host, zone
+
+    def _answer_host(
+        self,
+        host: HostEntry,
+        zone: ZoneSettings,
+        addresses: tuple[IPAddress, ...],
+        families: Mapping[str, tuple[str, ...]],
+        address_error: str | None,
+        caller: Caller,
+    ) -> asyncio.Future[str] | str:
+        fqdn = host.fqdn
         if address_error is None:
             try:
                 for address in addresses:
@@ -163,12 +232,37 @@ class UpdateService:
         if all(host.records.get(rtype, ()) == value for rtype, value in families.items()):
             if fqdn in self._reconciler.behind:  # stored, but DNS has not confirmed it yet
                 return asyncio.ensure_future(self._confirm(fqdn, addresses))
-            host.nochg_pending += 1
             host.last_seen_at = time.time()
+            if self.host_limits.nochg(host.id):
+                self._block(host)
+                return Code.ABUSE.value
+            host.nochg_pending += 1
             host.last_result = "nochg"
             return answer_line(Code.NOCHG, addresses)
         change = HostUpdate(host, zone, families, str(caller.address or ""), caller.user_agent)
         return asyncio.ensure_future(self._submit(change, addresses))
+
+    def _block(self, host: HostEntry) -> None:
+        """Answer ``abuse`` for ``host`` from now on, and store that."""
+        limits = self._config.limits
+        host.blocked = True
+        host.last_result = "abuse"
+        log.warning(
+            "%s: blocked for abuse: more than %d nochg answers within %g s; it answers "
+            "abuse until its owner runs `nicupdate-server host unblock %s`",
+            host.fqdn,
+            limits.abuse_nochg_threshold,
+            limits.abuse_window,
+            host.fqdn,
+        )
+        task = asyncio.ensure_future(self._writer.exclusive(block_host(host.id)))
+        self._background.add(task)
+        task.add_done_callback(self._stored_block)
+
+    def _stored_block(self, task: asyncio.Future[object]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("could not store a host's abuse block: %s", task.exception())
 
     async def _refuse(self, refusal: HostUpdate) -> str:
         await self._writer.submit(refusal)

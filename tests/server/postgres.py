@@ -108,3 +108,25 @@ def running_postgres() -> Iterator[str]:
             server.kill()
             server.wait()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def psql(url: str, sql: str) -> None:
+    """Run ``sql`` as the superuser on the server of ``url`` (a running_postgres URL)."""
+    port = url.rsplit(":", 1)[1].split("/", 1)[0]
+    subprocess.run(
+        [
+            str(_binaries() / "psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            port,
+            "-U",
+            "postgres",
+            "-q",
+            "-c",
+            sql,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )

@@ -14,6 +14,7 @@ import shlex
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -109,7 +110,9 @@ def config_path(tmp_path: Path, migrated_database: Path) -> Path:
     for suffix in ("", "-wal"):
         source = migrated_database.with_name(migrated_database.name + suffix)
         if source.exists():
-            shutil.copyfile(source, tmp_path / f"state.db{suffix}")
+            copy = tmp_path / f"state.db{suffix}"
+            shutil.copyfile(source, copy)
+            copy.chmod(0o600)  # as the server makes it (a wider mode is narrowed, with a warning)
     return write_config(tmp_path)
 
 
@@ -286,6 +289,55 @@ def test_host_add_refusals(cli: Callable[..., subprocess.CompletedProcess[str]])
     bad_name = cli("host", "add", "bad..dyn.example.test", "--owner", "alice")
     assert bad_name.returncode == 1
     one_line(bad_name.stderr)
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("dyn.example.test", "the apex of zone dyn.example.test"),
+        ("NS.dyn.example.test.", "a nameserver of zone dyn.example.test"),
+        ("public.example.net", "the apex of zone public.example.net"),
+        ("ns.public.example.net", "a nameserver of zone public.example.net"),
+    ],
+)
+def test_names_that_are_not_hosts_cannot_be_added(
+    cli: Callable[..., subprocess.CompletedProcess[str]], name: str, reason: str
+) -> None:
+    add_user(cli)
+    refused = cli("host", "add", name, "--owner", "alice")
+    assert (refused.returncode, refused.stdout) == (1, "")
+    line = one_line(refused.stderr)
+    assert f"cannot be a host: it is {reason}" in line
+
+
+def test_a_nameserver_host_from_before_is_warned_about_and_never_updated(
+    tmp_path: Path, config_path: Path
+) -> None:
+    def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return run_cli("--config", str(config_path), *args, stdin=stdin, cwd=tmp_path)
+
+    add_user(cli)
+    glue = "ns.dyn.example.test"
+    with sqlite3.connect(tmp_path / "state.db") as db:  # as an older version let it be added
+        db.execute(
+            "INSERT INTO hosts (fqdn, owner_id, token_digest, created_at, nochg_count) "
+            "SELECT ?, id, NULL, '2026-01-01 00:00:00', 0 FROM users WHERE name = 'alice'",
+            (glue,),
+        )
+    checked = cli("check-config")
+    assert checked.returncode == 0
+    assert checked.stderr == (
+        f"warning: host {glue} is a nameserver of zone dyn.example.test (its NS record and "
+        f"glue), not a host name: its updates are refused; remove it with "
+        f"`nicupdate-server host remove {glue}`\n"
+    )
+    server = start_server(config_path)
+    try:
+        refused = server.update(f"hostname={glue}&myip=203.0.113.66", auth=("alice", PASSWORD))
+        assert refused.text == "nohost\n"
+        assert server.addresses(glue) == ["127.0.0.1"]  # the glue is intact
+    finally:
+        stop_server(server)
 
 
 def test_host_list_shows_addresses_last_update_and_result(live_server: LiveServer) -> None:

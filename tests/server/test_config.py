@@ -394,6 +394,13 @@ BAD_CONFIGS = {
         "backends.spare.type: ",
     ),
     "backend without type": ("[backends.relay]\nserver = '192.0.2.1'\n", "backends.relay.type: "),
+    "limit of the wrong type": ("[limits]\nheader_timeout = 'long'\n", "limits.header_timeout: "),
+    "limit out of range": ("[limits]\nmax_header_bytes = 100\n", "limits.max_header_bytes: "),
+    "unknown limit": ("[limits]\nmax_connection = 10\n", "limits.max_connection: unknown key"),
+    "lock-out max below the first": (
+        "[limits]\nlockout_initial = 600\nlockout_max = 60\n",
+        "limits.lockout_max: must be at least limits.lockout_initial (600)",
+    ),
 }
 
 
