@@ -2,8 +2,9 @@
 
 Exit status of ``run --once`` and ``update``: 0 sent and accepted, 1 nothing to do,
 3 temporary failure (retried later, with back-off), 4 permanent refusal (fix the
-configuration or the secret). Every command: 2 for a usage or configuration error;
-other commands: 0 done, 1 failed.
+configuration or the secret, or run ``resume`` once the server's operator fixed the
+cause). Every command: 2 for a usage or configuration error; other commands: 0 done,
+1 failed.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from .updater import (
     Updater,
     family_name,
     next_due,
+    server_wait,
     when,
 )
 from .wizard import cmd_init
@@ -133,13 +135,15 @@ def cmd_status(ctx: Context) -> int:
             print(f"  {family_name(family.family):<13}{shown}")
         if host.last_answer:
             print(f"  {'last answer':<13}{host.last_answer} ({when(host.last_attempt)})")
-        if host.refused and host.refused.fingerprint == config.fingerprint(name):
-            print(
-                f"  {'STOPPED':<13}the server answered {host.refused.code}: {host.refused.reason}"
-            )
+        refused = host.refused_for(config.fingerprint(name))
+        if refused is not None:
+            print(f"  {'STOPPED':<13}the server answered {refused.code}: {refused.reason}")
             code = PERMANENT
         elif host.retry_at and host.retry_at > time.time():
-            print(f"  {'retrying':<13}at {when(host.retry_at)} (after {host.failures} failure(s))")
+            why = [f"after {host.failures} failure(s)"] if host.failures else []
+            why += [server_wait(host)] if host.asked_until else []
+            shown = f" ({'; '.join(why)})" if why else ""
+            print(f"  {'retrying':<13}at {when(host.retry_at)}{shown}")
         else:
             sent_at = [s.at for s in host.sent.values()]
             refresh = when(min(sent_at) + config.refresh_days * 86400) if sent_at else "now"
@@ -148,7 +152,7 @@ def cmd_status(ctx: Context) -> int:
     return code
 
 
-# --- secret -----------------------------------------------------------------------------
+# --- secret, resume ---------------------------------------------------------------------
 
 
 def cmd_set_secret(ctx: Context) -> int:
@@ -162,6 +166,16 @@ def cmd_set_secret(ctx: Context) -> int:
         where = save_secret(config, value)
     forget_refusals(ctx, config)
     print(f"Stored the secret for {config.username} at {config.server} in {where}.")
+    return OK
+
+
+def cmd_resume(ctx: Context) -> int:
+    config = ctx.config()
+    lifted = forget_refusals(ctx, config)
+    if not lifted:
+        print("No host is stopped: nothing to resume.")
+        return OK
+    print(f"Resumed {', '.join(lifted)}: the next run sends the update again.")
     return OK
 
 
@@ -255,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("detect", cmd_detect, "what each address source says, and the verdict", system)
     secret = add("set-secret", cmd_set_secret, "store a new password or host token", system)
     secret.add_argument("--stdin", action="store_true", help="read it from standard input")
+    add("resume", cmd_resume, "update a stopped host again, once its cause is fixed", system)
 
     task = add("install-task", cmd_install_task, "Windows: run every 5 min and on network", system)
     task.add_argument("--print-xml", action="store_true", help="print the task XML only")

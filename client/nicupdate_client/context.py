@@ -57,14 +57,23 @@ def read_secret(args: argparse.Namespace, option: str = "--password-stdin") -> s
     return value
 
 
-def forget_refusals(ctx: Context, config: ClientConfig) -> None:
-    """A new secret or configuration deserves a new try: clear refusals and back-off."""
+def forget_refusals(ctx: Context, config: ClientConfig) -> list[str]:
+    """A new secret or configuration deserves a new try: clear refusals and back-off.
+
+    The wait the server asked for (``Retry-After``) still holds. Returns the configured
+    hosts that were stopped, each with the code the server had answered.
+    """
     path = ctx.state_file(config)
     if not path.exists():
-        return
+        return []
+    lifted = []
     with state.locked(path, wait=30) as current:
-        for host in current.hosts.values():
-            host.refused, host.failures, host.retry_at = None, 0, None
+        for name, host in current.hosts.items():
+            refused = host.refused_for(config.fingerprint(name))
+            if refused is not None and name in config.hostnames:
+                lifted.append(f"{name} ({refused.code})")
+            host.refused, host.failures, host.retry_at = None, 0, host.asked_until
+    return lifted
 
 
 def system_secret_file(ctx: Context, config: ClientConfig, secret: str) -> Path:

@@ -14,14 +14,12 @@ a proxy or VPN would answer with its own address.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import shlex
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC
 from functools import partial
 
 import httpx
@@ -29,10 +27,10 @@ import httpx
 from .addresses import MAX_REPLY, AddressProblem, check_public, parse_reply
 from .config import ClientConfig, FamilyConfig
 from .interfaces import interface_address
+from .retry_after import retry_after
 from .runner import CommandResult, Runner, run_command
 
 DEFAULT_COOLDOWN = 3600.0  # after a 403/429 without Retry-After
-MAX_COOLDOWN = 86400.0
 _COOLING = "cooling down until "
 
 
@@ -190,24 +188,6 @@ def _clock(until: float) -> str:
     return time.strftime("%H:%M", time.localtime(until))
 
 
-def retry_after(value: str | None, now: float) -> float:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
-    delay = DEFAULT_COOLDOWN
-    if value:
-        value = value.strip()
-        if value.isdigit():
-            delay = float(value)
-        else:
-            try:
-                when = email.utils.parsedate_to_datetime(value)
-                if when.tzinfo is None:  # "-0000": HTTP dates are in GMT
-                    when = when.replace(tzinfo=UTC)
-                delay = when.timestamp() - now
-            except (TypeError, ValueError, OverflowError):
-                delay = DEFAULT_COOLDOWN
-    return min(max(delay, 0.0), MAX_COOLDOWN)
-
-
 class _Asker:
     """Asks single sources of one family; holds the HTTP client bound to the family."""
 
@@ -276,7 +256,8 @@ class _Asker:
             async with self.client.stream("GET", url) as response:
                 if response.status_code in (403, 429):
                     now = self.now()
-                    until = now + retry_after(response.headers.get("Retry-After"), now)
+                    wait = retry_after(response.headers.get("Retry-After"), now)
+                    until = now + (DEFAULT_COOLDOWN if wait is None else wait)
                     self.cooldowns[source] = until
                     raise AddressProblem(
                         f"HTTP {response.status_code}, not asked again until {_clock(until)}"

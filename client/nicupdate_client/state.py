@@ -3,8 +3,9 @@
 One JSON file in the state directory, written atomically, under a lock so that the
 scheduled task and a run started by hand never interleave. Per host and family: the
 address the server last accepted and when; per host: the last answer, the back-off
-after temporary failures, and a permanent refusal with the configuration it applied
-to. Per IP source: the cool-down after it answered 403 or 429.
+after temporary failures (and the time the server's ``Retry-After`` asked for), and a
+permanent refusal with the configuration it applied to. Per IP source: the cool-down
+after it answered 403 or 429.
 """
 
 from __future__ import annotations
@@ -46,7 +47,14 @@ class HostState:
     last_attempt: float | None = None
     failures: int = 0
     retry_at: float | None = None
+    asked_until: float | None = None  # the server's Retry-After, as a time: not before then
     refused: Refusal | None = None
+
+    def refused_for(self, fingerprint: str) -> Refusal | None:
+        """The refusal, if the configuration it was given to has this fingerprint."""
+        if self.refused is not None and self.refused.fingerprint == fingerprint:
+            return self.refused
+        return None
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> HostState:
@@ -57,6 +65,7 @@ class HostState:
             last_attempt=raw.get("last_attempt"),
             failures=int(raw.get("failures", 0)),
             retry_at=raw.get("retry_at"),
+            asked_until=raw.get("asked_until"),
             refused=Refusal(**refused) if refused else None,
         )
 

@@ -2,8 +2,9 @@
 
 Exit status of a run (also the process's): 0 an update was sent and accepted,
 1 nothing to do, 2 a usage or configuration error, 3 a temporary failure (it will be
-retried, with back-off), 4 a permanent refusal (updates for that host stop until the
-configuration or the secret changes).
+retried, with back-off, never sooner than the server's ``Retry-After``), 4 a permanent
+refusal (updates for that host stop until the configuration or the secret changes, or
+``nicupdate-client resume``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .answers import Answer, Kind, split_answers
 from .config import ClientConfig
 from .credentials import Secret
 from .detect import Verdict, detect_all
+from .retry_after import retry_after
 from .state import HostState, Refusal, Sent, State
 
 log = logging.getLogger("nicupdate_client")
@@ -42,6 +44,13 @@ def when(timestamp: float | None) -> str:
 
 def family_name(family: int | str) -> str:
     return f"IPv{family}"
+
+
+def server_wait(host: HostState) -> str:
+    """What the server's ``Retry-After`` asked of ``host``, for the log and ``status``."""
+    if host.asked_until is None:
+        return ""
+    return f"the server asked to wait until {when(host.asked_until)}"
 
 
 @dataclass
@@ -150,10 +159,12 @@ class Updater:
             )
             host.refused = None
         if host.retry_at is not None and host.retry_at > self.now():
+            asked = server_wait(host)
             log.info(
-                "%s: waiting after %d failed attempt(s); next try at %s",
+                "%s: waiting after %d failed attempt(s)%s; next try at %s",
                 name,
                 host.failures,
+                f" ({asked})" if asked else "",
                 when(host.retry_at),
             )
             report.temporary.append(f"{name} waiting until {when(host.retry_at)}")
@@ -189,11 +200,14 @@ class Updater:
                     auth=(self.config.username, self.secret.value),
                     headers={"User-Agent": USER_AGENT},
                 )
-            answers = split_answers(response.status_code, response.text, len(names))
         except httpx.HTTPError as exc:
             problem = f"cannot reach {self.config.server}: {type(exc).__name__}: {exc}"
             answers = [Answer("network", problem, Kind.TEMPORARY, problem)] * len(names)
-        now = self.now()
+            now = self.now()
+        else:
+            now = self.now()
+            wait = retry_after(response.headers.get("Retry-After"), now)
+            answers = split_answers(response.status_code, response.text, len(names), wait=wait)
         for name, answer in zip(names, answers, strict=True):
             self._act(name, state.host(name), answer, addresses, now, report)
 
@@ -211,28 +225,33 @@ class Updater:
         if answer.kind is Kind.ACCEPTED:
             for family, address in addresses.items():
                 host.sent[str(family)] = Sent(address, now)
-            host.failures, host.retry_at = 0, None
+            host.failures, host.retry_at, host.asked_until = 0, None, None
             log.info("%s: the server answered %s", name, answer.line)
             report.sent.append(f"{name} ({answer.line})")
         elif answer.kind is Kind.PERMANENT:
-            host.refused = Refusal(answer.code, answer.hint, self.config.fingerprint(name), now)
-            host.failures, host.retry_at = 0, None
+            hint = answer.hint_for(name)
+            host.refused = Refusal(answer.code, hint, self.config.fingerprint(name), now)
+            host.failures, host.retry_at, host.asked_until = 0, None, None
             log.error(
-                "%s: the server answered %s: %s. Updates for this host are stopped "
-                "until the configuration or the secret changes.",
+                "%s: the server answered %s: %s. Updates for this host are stopped until "
+                "the configuration or the secret changes, or until 'nicupdate-client resume'.",
                 name,
                 answer.code,
-                answer.hint,
+                hint,
             )
             report.refused.append(f"{name} ({answer.code})")
         else:
+            # Never sooner than the server asked; later if our own back-off is longer.
             host.failures += 1
-            host.retry_at = now + self.backoff(host.failures)
+            host.asked_until = None if answer.wait is None else now + answer.wait
+            host.retry_at = now + max(self.backoff(host.failures), answer.wait or 0.0)
+            asked = server_wait(host)
             log.warning(
-                "%s: %s (%s); attempt %d failed, next try at %s",
+                "%s: %s (%s)%s; attempt %d failed, next try at %s",
                 name,
                 answer.line,
                 answer.hint,
+                f"; {asked}" if asked else "",
                 host.failures,
                 when(host.retry_at),
             )

@@ -133,18 +133,19 @@ class Authenticator:
     async def authenticate(
         self,
         credentials: Credentials,
-        source: str = UNKNOWN_SOURCE,
+        where: Callable[[], str] = lambda: UNKNOWN_SOURCE,
         gone: Callable[[], bool] = _never,
     ) -> Principal | None:
         """The principal, or ``None`` for wrong credentials.
 
-        ``source`` is where the request comes from (:func:`.throttle.source_of`) and
+        ``where()`` is where the request comes from (:func:`.throttle.source_of`; asked
+        only when a password needs checking or failed) and
         ``gone()`` tells whether its client has closed the connection. Raises
         :class:`LoginThrottled` when the source is locked out or too many checks wait.
         """
         username, password = credentials.username, credentials.password
         if len(password.encode("utf-8", "surrogatepass")) > MAX_CREDENTIAL_BYTES:
-            self._failed(source, username)
+            self._failed(where(), username)
             return None
         host = self._state.hosts.get(username.lower().rstrip("."))
         if host is not None and host.token_digest is not None:
@@ -161,6 +162,7 @@ class Authenticator:
             and hmac.compare_digest(cached[0], digest)
         ):
             return Principal(user.name, user_id=user.id)
+        source = where()
         wait = self.limiter.locked(source, username)
         if wait > 0:
             self._summary.note("login refused (locked out, 429)", source, repr(username))

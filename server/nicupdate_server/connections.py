@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from .config import IPNetwork, LimitSettings
+from .config import IPAddress, IPNetwork, LimitSettings
 from .logsummary import LogSummary
 from .throttle import source_of
 
@@ -44,7 +44,7 @@ log = logging.getLogger("nicupdate.http")
 # Where a request's handler finds whether its client has gone (see client_gone()).
 CLIENT_GONE = "nicupdate.client_gone"
 # How long after the last refused connection /healthz keeps reporting it.
-REFUSED_MEMORY = 10.0
+REFUSED_MEMORY = 30.0
 MAX_DESCRIPTORS = 1 << 20  # the most the soft limit is raised to
 # After refusing a request: how long, and how many bytes, the close lingers.
 LINGER_SECONDS = 2.0
@@ -324,7 +324,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._deadline = self.loop.call_later(LINGER_SECONDS, self.transport.abort)
 
 
-def _address(peer: str | None) -> Any:
+def _address(peer: str | None) -> IPAddress | None:
     if peer is None:
         return None
     try:

@@ -125,9 +125,10 @@ class UpdateService:
         credentials = credentials or request.query_credentials
         if credentials is None:
             raise Unauthorized("no credentials")
-        source = source_of(caller.address)
         try:
-            principal = await self._authenticator.authenticate(credentials, source, caller.gone)
+            principal = await self._authenticator.authenticate(
+                credentials, lambda: source_of(caller.address), caller.gone
+            )
         except LoginThrottled as exc:
             raise TooManyRequests(exc.retry_after, str(exc)) from None
         if principal is None:
@@ -145,7 +146,9 @@ class UpdateService:
         wait = self.host_limits.wait(hosts)
         if wait > 0:
             names = ", ".join(h.fqdn for h in hosts.values())
-            self._summary.note("update refused (host update rate, 429)", source, names)
+            self._summary.note(
+                "update refused (host update rate, 429)", source_of(caller.address), names
+            )
             raise TooManyRequests(wait, f"update rate of {names} exceeded")
 
         addresses = request.addresses

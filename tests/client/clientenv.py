@@ -1,10 +1,19 @@
-"""The client as a user runs it: a real process, its own config, against the real server."""
+"""The client as a user runs it: a real process, its own config, against the real server.
+
+Where a test needs the time to pass (back-off, ``Retry-After``), :meth:`ClientEnv.run_at`
+runs the same update in this process on a :class:`Clock` the test moves, instead of
+sleeping: with the same configuration, secret, state file, log file, sources and server.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +21,10 @@ from typing import Any
 
 import pytest
 import tomli_w
+from nicupdate_client import logs, state
+from nicupdate_client.config import load
+from nicupdate_client.credentials import Secret
+from nicupdate_client.updater import Updater
 
 from tests.client.echo import EchoSources, RecordingProxy
 from tests.server.conftest import ALICE, LiveServer
@@ -20,6 +33,21 @@ ROOT = Path(__file__).resolve().parents[2]
 HOME_HOST = "home.dyn.example.test"
 V4, V4_NEW, V4_OTHER = "81.2.69.160", "81.2.69.161", "81.2.69.162"
 V6 = "2a02:1388::7"
+
+
+class Clock:
+    """The time of an in-process run: it stands still until the test moves it.
+
+    It starts at the current second, so that ``status`` (a real process, on the real
+    clock) sees the waits of these runs as still to come.
+    """
+
+    def __init__(self) -> None:
+        self.start = float(int(time.time()))
+        self.time = self.start
+
+    def __call__(self) -> float:
+        return self.time
 
 
 @dataclass
@@ -81,6 +109,18 @@ class ClientEnv:
             check=False,
         )
 
+    def run_at(self, clock: Clock, *, jitter: float = 1.0) -> int:
+        """``run --once`` in this process at ``clock``'s time; returns its exit status.
+
+        ``jitter`` fixes the back-off's random part: 1.0 makes it exactly 1, 2, 4...
+        times ``backoff.initial``.
+        """
+        config = load(self.config_path)
+        secret = Secret(self.secret_path.read_text().strip(), str(self.secret_path))
+        updater = Updater(config, secret, now=clock, jitter=lambda: jitter)
+        with _logging_to(self.log_path), state.locked(self.state_path) as current:
+            return asyncio.run(updater.run_once(current)).exit_code
+
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8") if self.log_path.exists() else ""
 
@@ -91,6 +131,24 @@ class ClientEnv:
             self.echo.set(path + "6", f"{v6}\n" if v6 else "", 200 if v6 else 500)
 
 
+@contextlib.contextmanager
+def _logging_to(path: Path) -> Iterator[None]:
+    """The client's log lines go to ``path`` as a real run writes them."""
+    logger = logging.getLogger("nicupdate_client")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(logs.FORMAT, "%Y-%m-%d %H:%M:%S"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        handler.close()
+
+
 def base_settings(env: ClientEnv) -> dict[str, Any]:
     return {
         "server": env.proxy.url,
@@ -99,7 +157,9 @@ def base_settings(env: ClientEnv) -> dict[str, Any]:
         "secret_file": str(env.secret_path),
         "state_dir": str(env.root / "state"),
         "log_dir": str(env.root / "log"),
-        "timeout": 5,
+        # The server checks passwords on low-priority threads: with every core busy the
+        # first check can take several seconds. Nothing here waits for a timeout to pass.
+        "timeout": 30,
         "network_wait": 0,
         "backoff": {"initial": 1, "maximum": 8},
         "ipv4": {"sources": [env.echo.url("/a"), env.echo.url("/b")], "quorum": 2},

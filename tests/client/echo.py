@@ -5,7 +5,8 @@
 family it arrived over and its User-Agent.
 ``RecordingProxy`` forwards ``/nic/update`` to the real nicupdate server and records
 what the client sent, so a test can assert that nothing was sent; it can also answer
-in the server's place (``inject``) for answers a healthy server does not give.
+in the server's place (``inject``) for answers a healthy server does not give, with
+any HTTP status and headers (a 429 with ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ class Behaviour:
     body: str = ""
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, body: str, status: int, headers: dict[str, str]) -> Behaviour:
+        """Header names may be given as keywords: ``Retry_After`` is ``Retry-After``."""
+        return cls(body, status, {k.replace("_", "-"): v for k, v in headers.items()})
 
 
 @dataclass(frozen=True)
@@ -106,9 +112,7 @@ class EchoSources(_Base):
 
     def set(self, path: str, body: str = "", status: int = 200, **headers: str) -> str:
         """Make ``path`` answer ``body``; returns the path for use in ``url``."""
-        self.behaviours[path] = Behaviour(
-            body, status, {k.replace("_", "-"): v for k, v in headers.items()}
-        )
+        self.behaviours[path] = Behaviour.of(body, status, headers)
         return path
 
     def url(self, path: str, family: int = 4) -> str:
@@ -128,16 +132,16 @@ class RecordingProxy(_Base):
     def __init__(self, target: str) -> None:
         super().__init__()
         self.target = target
-        self.injected: list[str] = []
+        self.injected: list[Behaviour] = []
 
     @property
     def url(self) -> str:
         host, port = self.servers[0].server_address[:2]
         return f"http://{host}:{port}"
 
-    def inject(self, *bodies: str) -> None:
+    def inject(self, *bodies: str, status: int = 200, **headers: str) -> None:
         """Answer the next requests with these bodies instead of forwarding them."""
-        self.injected.extend(bodies)
+        self.injected.extend(Behaviour.of(body, status, headers) for body in bodies)
 
     def updates(self) -> list[Seen]:
         return self.seen("/nic/update")
@@ -146,14 +150,19 @@ class RecordingProxy(_Base):
         self, path: str, query: str, family: int, headers: dict[str, str]
     ) -> tuple[int, dict[str, str], str]:
         if self.injected:
-            return 200, {}, self.injected.pop(0)
+            answer = self.injected.pop(0)
+            return answer.status, answer.headers, answer.body
         forwarded = {
             k: v for k, v in headers.items() if k.lower() in ("authorization", "user-agent")
         }
         response = httpx.get(
-            f"{self.target}{path}?{query}", headers=forwarded, timeout=10, trust_env=False
+            f"{self.target}{path}?{query}", headers=forwarded, timeout=60, trust_env=False
         )
-        keep = {k: v for k, v in response.headers.items() if k.lower() == "www-authenticate"}
+        keep = {
+            k: v
+            for k, v in response.headers.items()
+            if k.lower() in ("www-authenticate", "retry-after")
+        }
         return response.status_code, keep, response.text
 
 

@@ -82,6 +82,10 @@ def test_unreachable_server_is_temporary() -> None:
         (200, "911\n", TEMPORARY),
         (200, "dnserr\n", TEMPORARY),
         (200, "", TEMPORARY),
+        (200, "abuse\n", PERMANENT),
+        (429, "911\n", TEMPORARY),
+        (429, "abuse\n", TEMPORARY),  # a 429 never stops
+        (503, "", TEMPORARY),
     ],
 )
 def test_classify(status: int, body: str, expected: int) -> None:

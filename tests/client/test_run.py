@@ -1,7 +1,12 @@
-"""`nicupdate-client run`, end to end: real client processes, the real server, fake sources."""
+"""`nicupdate-client run`, end to end: real client processes, the real server, fake sources.
+
+Where time must pass (back-off, ``Retry-After``), the run is the same one in this
+process, on a clock the test moves (``ClientEnv.run_at``): no test sleeps for it.
+"""
 
 from __future__ import annotations
 
+import email.utils
 import json
 import signal
 import socket
@@ -11,12 +16,22 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
-from nicupdate_client.updater import NOTHING, OK, PERMANENT, TEMPORARY, USAGE
+from nicupdate_client.updater import NOTHING, OK, PERMANENT, TEMPORARY, USAGE, when
 
-from tests.client.clientenv import HOME_HOST, V4, V4_NEW, V4_OTHER, V6, ClientEnv, client_env
+from tests.client.clientenv import (
+    HOME_HOST,
+    V4,
+    V4_NEW,
+    V4_OTHER,
+    V6,
+    ClientEnv,
+    Clock,
+    client_env,
+)
 from tests.client.echo import echo
 from tests.server.conftest import ALICE, alice, live_server
 
@@ -122,41 +137,175 @@ def test_a_configuration_change_lifts_a_refusal(client_env: ClientEnv) -> None:
     assert client_env.run("run", "--once").returncode == OK
 
 
+def host_state(env: ClientEnv) -> dict[str, Any]:
+    hosts: dict[str, dict[str, Any]] = json.loads(env.state_path.read_text())["hosts"]
+    return hosts[HOME_HOST]
+
+
 def test_911_backs_off_then_retries_without_anyone_asking(client_env: ClientEnv) -> None:
+    client_env.write(backoff={"initial": 60, "maximum": 3600})
+    clock = Clock()
+    start = clock.start
     client_env.proxy.inject("911\n")
-    failed = client_env.run("run", "--once")
-    assert failed.returncode == TEMPORARY
+    assert client_env.run_at(clock) == TEMPORARY
     assert "911 (the server has a problem on its side); attempt 1 failed" in client_env.log()
 
     asked = len(client_env.echo.seen())
-    waiting = client_env.run("run", "--once")
-    assert waiting.returncode == TEMPORARY
+    clock.time = start + 59
+    assert client_env.run_at(clock) == TEMPORARY
     assert len(client_env.proxy.updates()) == 1, "no request while backing off"
     assert len(client_env.echo.seen()) == asked
-    assert "waiting after 1 failed attempt(s)" in client_env.log()
+    assert "waiting after 1 failed attempt(s); next try at " in client_env.log()
 
-    retry_at = json.loads(client_env.state_path.read_text())["hosts"][HOME_HOST]["retry_at"]
-    time.sleep(max(0.0, retry_at - time.time()) + 0.1)
-    retried = client_env.run("run", "--once")
-    assert retried.returncode == OK, retried.stderr
+    clock.time = start + 60
+    assert client_env.run_at(clock) == OK
     assert len(client_env.proxy.updates()) == 2
     assert client_env.server.addresses(HOME_HOST) == [V4]
 
 
-def test_backoff_grows_and_is_capped(client_env: ClientEnv) -> None:
+@pytest.mark.parametrize("jitter", [1.0, 0.0])
+def test_backoff_grows_and_is_capped(client_env: ClientEnv, jitter: float) -> None:
+    # initial 1 s doubling, capped at 8 s; the jitter takes between half and all of a step
+    clock = Clock()
     delays = []
-    for _ in range(5):
+    for attempt in range(1, 6):
         client_env.proxy.inject("dnserr\n")
-        before = time.time()
-        assert client_env.run("run", "--once").returncode == TEMPORARY
-        host = json.loads(client_env.state_path.read_text())["hosts"][HOME_HOST]
-        delays.append(host["retry_at"] - before)
-        time.sleep(max(0.0, host["retry_at"] - time.time()) + 0.05)
-    # initial 1 s doubling, each step jittered to between half and all of it, capped at 8 s
-    for attempt, delay in enumerate(delays, start=1):
-        step = min(8.0, 2.0 ** (attempt - 1))
-        assert step / 2 - 0.2 <= delay <= step + 1.0, (attempt, delays)
-    assert delays[-1] <= 9.0
+        assert client_env.run_at(clock, jitter=jitter) == TEMPORARY
+        assert f"attempt {attempt} failed, next try at" in client_env.log()
+        retry_at = host_state(client_env)["retry_at"]
+        delays.append(retry_at - clock.time)
+        clock.time = retry_at - 0.25
+        assert client_env.run_at(clock, jitter=jitter) == TEMPORARY
+        assert len(client_env.proxy.updates()) == attempt, "a request before the back-off ended"
+        clock.time = retry_at
+    half = 0.5 + 0.5 * jitter
+    assert delays == [1 * half, 2 * half, 4 * half, 8 * half, 8 * half]
+    assert client_env.run_at(clock, jitter=jitter) == OK
+
+
+def test_429_waits_as_long_as_the_server_asked(client_env: ClientEnv) -> None:
+    clock = Clock()
+    start = clock.start
+    client_env.proxy.inject("911\n", status=429, Retry_After="3600")
+    assert client_env.run_at(clock) == TEMPORARY
+    until = when(start + 3600)
+    assert (
+        f"{HOME_HOST}: HTTP 429 (the server is limiting requests: too many updates, too many "
+        f"wrong passwords from this address, or too busy); the server asked to wait until "
+        f"{until}; attempt 1 failed, next try at {until}"
+    ) in client_env.log()
+    status = client_env.run("status")
+    assert status.returncode == OK, "a 429 is not a refusal"
+    assert "last answer  HTTP 429" in status.stdout
+    assert (
+        f"retrying     at {until} (after 1 failure(s); the server asked to wait until {until})"
+    ) in status.stdout
+
+    clock.time = start + 3599
+    assert client_env.run_at(clock) == TEMPORARY
+    assert len(client_env.proxy.updates()) == 1, "a request before the server's Retry-After"
+    assert (
+        f"{HOME_HOST}: waiting after 1 failed attempt(s) (the server asked to wait until "
+        f"{until}); next try at {until}"
+    ) in client_env.log()
+
+    clock.time = start + 3600
+    assert client_env.run_at(clock) == OK
+    assert len(client_env.proxy.updates()) == 2
+    assert client_env.server.addresses(HOME_HOST) == [V4]
+
+
+def test_429_with_an_http_date(client_env: ClientEnv) -> None:
+    """A real process: the date is absolute, so when the run starts does not matter."""
+    until = int(time.time()) + 7200
+    header = email.utils.formatdate(until, usegmt=True)  # "Wed, 25 Nov 2026 21:00:00 GMT"
+    client_env.proxy.inject("911\n", status=429, Retry_After=header)
+    assert client_env.run("run", "--once").returncode == TEMPORARY
+    assert f"the server asked to wait until {when(until)}; attempt 1 failed" in client_env.log()
+    assert host_state(client_env)["retry_at"] == pytest.approx(until, abs=0.5)
+    waiting = client_env.run("run", "--once")
+    assert waiting.returncode == TEMPORARY
+    assert len(client_env.proxy.updates()) == 1
+
+    # `resume` lifts refusals and our own back-off, not the server's wait.
+    resumed = client_env.run("resume")
+    assert resumed.stdout == "No host is stopped: nothing to resume.\n"
+    status = client_env.run("status")
+    assert f"retrying     at {when(until)} (the server asked to wait until {when(until)})" in (
+        status.stdout
+    )
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "waits", "asked"),
+    [
+        (None, 600, None),  # no header: the usual back-off
+        ("soon", 600, None),  # not a number or a date: the same
+        ("10", 600, 10),  # the back-off is longer: it wins
+        ("7200", 7200, 7200),
+        ("9999999", 86400, 86400),  # at most a day
+    ],
+)
+def test_429_retry_after_or_backoff_whichever_is_longer(
+    client_env: ClientEnv, retry_after: str | None, waits: int, asked: int | None
+) -> None:
+    client_env.write(backoff={"initial": 600, "maximum": 3600})
+    headers = {} if retry_after is None else {"Retry_After": retry_after}
+    client_env.proxy.inject("911\n", status=429, **headers)
+    clock = Clock()
+    start = clock.start
+    assert client_env.run_at(clock) == TEMPORARY
+    assert host_state(client_env)["retry_at"] == start + waits
+    status = client_env.run("status").stdout
+    if asked is None:
+        assert f"retrying     at {when(start + waits)} (after 1 failure(s))\n" in status
+        assert "asked to wait" not in status + client_env.log()
+    else:
+        assert f"the server asked to wait until {when(start + asked)})" in status
+
+
+def test_429_never_stops_the_host(client_env: ClientEnv) -> None:
+    clock = Clock()
+    # The status decides: even a 429 whose body reads like a refusal is temporary.
+    for attempt, body in enumerate(["911\n", "911\n", "abuse\n"], start=1):
+        client_env.proxy.inject(body, status=429, Retry_After="60")
+        assert client_env.run_at(clock) == TEMPORARY
+        assert host_state(client_env)["refused"] is None
+        status = client_env.run("status")
+        assert status.returncode == OK
+        assert f"after {attempt} failure(s)" in status.stdout
+        assert "STOPPED" not in status.stdout
+        clock.time = host_state(client_env)["retry_at"]
+    assert client_env.run_at(clock) == OK
+    assert len(client_env.proxy.updates()) == 4
+    assert client_env.server.addresses(HOME_HOST) == [V4]
+
+
+def test_abuse_stops_the_host_until_unblocked_and_resumed(client_env: ClientEnv) -> None:
+    hint = (
+        "the server blocked this host for repeated needless updates: ask the server's "
+        f"operator to run 'nicupdate-server host unblock {HOME_HOST}', then run "
+        "'nicupdate-client resume'"
+    )
+    client_env.proxy.inject("abuse\n")
+    assert client_env.run("run", "--once").returncode == PERMANENT
+    assert f"{HOME_HOST}: the server answered abuse: {hint}." in client_env.log()
+    assert client_env.run("run", "--once").returncode == PERMANENT
+    assert len(client_env.proxy.updates()) == 1, "a host blocked for abuse must not be retried"
+    status = client_env.run("status")
+    assert status.returncode == PERMANENT
+    assert f"STOPPED      the server answered abuse: {hint}\n" in status.stdout
+
+    # The operator ran `host unblock`; the user resumes.
+    resumed = client_env.run("resume")
+    assert resumed.returncode == OK, resumed.stderr
+    assert resumed.stdout == f"Resumed {HOME_HOST} (abuse): the next run sends the update again.\n"
+    assert client_env.run("status").returncode == OK
+    assert client_env.run("run", "--once").returncode == OK
+    assert len(client_env.proxy.updates()) == 2
+    assert client_env.server.addresses(HOME_HOST) == [V4]
+    again = client_env.run("resume")
+    assert again.stdout == "No host is stopped: nothing to resume.\n"
 
 
 def test_unreachable_server_is_a_temporary_failure(client_env: ClientEnv) -> None:
@@ -379,7 +528,7 @@ def test_log_file_rotates(client_env: ClientEnv, tmp_path: Path) -> None:
     [
         ("notfqdn", "the server does not accept this as a fully qualified host name"),
         ("badagent", "the server refused this client"),
-        ("abuse", "the server blocked this host for abuse"),
+        ("abuse", "the server blocked this host for repeated needless updates"),
         ("numhost", "too many host names in one request"),
     ],
 )

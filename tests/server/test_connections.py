@@ -14,6 +14,7 @@ import socket
 import subprocess
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dns.message
@@ -219,6 +220,38 @@ def test_one_source_cannot_hold_more_than_its_share(tmp_path: Path) -> None:
         finally:
             for sock in held:
                 sock.close()
+
+
+def test_connections_refused_at_the_limit_are_logged_once_and_reported_by_healthz(
+    tmp_path: Path,
+) -> None:
+    # 16 connections (the least there can be), each held 3 s by a locked-out guess.
+    limits = (
+        "max_connections = 16\nthrottle_delay = 3\nauth_failures_per_source = 1\n"
+        "max_connections_per_source = 100"
+    )
+    with server_process(tmp_path, limits=limits) as server:
+        url = f"{server.url}/nic/update?hostname={HOME}"
+        assert httpx.get(url, auth=("alice", "guess"), timeout=10).status_code == 401
+        with ThreadPoolExecutor(16) as pool:
+            held = [
+                pool.submit(httpx.get, url, auth=("alice", "guess"), timeout=30) for _ in range(16)
+            ]
+            wait_for(
+                lambda: "login refused (locked out, 429)" in server.text(), what="the lock-out"
+            )
+            refused = 0
+            for _ in range(20):  # while all 16 wait for their 429, the rest are turned away
+                try:
+                    httpx.get(f"{server.url}/healthz", timeout=5)
+                except httpx.TransportError:
+                    refused += 1
+            assert refused > 0
+            assert {f.result().status_code for f in held} <= {429}
+        health = httpx.get(f"{server.url}/healthz", timeout=10)
+        assert health.status_code == 503
+        assert "connections: at the limit of 16 with none idle" in health.text
+        assert server.text().count("HTTP connections open, the limit") == 1
 
 
 def dns_answers(port: int, count: int) -> int:
