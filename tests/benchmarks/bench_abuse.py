@@ -47,6 +47,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -292,6 +293,7 @@ class Bench:
         self.base = f"http://127.0.0.1:{self.http_port}"
         self.logins: list[str] = []
         self.layout: tuple[set[int], set[int]] | None = None
+        self.shutdown: tuple[float, int | None] = (0.0, None)
         available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
         if args.pin and len(available) >= 2:
             self.layout = ({available[0]}, set(available[1:]))
@@ -450,6 +452,31 @@ class Bench:
             attack_seconds,
         )
 
+    def stop_under_flood(self, server_pid: int, scenario: Scenario) -> tuple[float, int | None]:
+        """SIGTERM while ``scenario``'s attack runs: (seconds until the server exited,
+        its exit status)."""
+        attacker = self.attack(scenario, 30)
+        assert attacker is not None
+        try:
+            time.sleep(2.0)  # the attack under way: checks queued, answers held back
+            started = time.monotonic()
+            os.kill(server_pid, signal.SIGTERM)
+            status: int | None = None
+            while time.monotonic() - started < 30:
+                try:
+                    pid, code = os.waitpid(server_pid, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if pid:
+                    status = os.waitstatus_to_exitcode(code)
+                    break
+                time.sleep(0.01)
+            took = time.monotonic() - started
+        finally:
+            attacker.kill()
+            attacker.wait(30)
+        return took, status
+
     def run(self) -> int:
         plan = scenarios()
         self.set_up(len(plan) * LOGINS_PER_SCENARIO)
@@ -468,6 +495,7 @@ class Bench:
                 if status != 200:
                     raise BenchError(f"after {scenario.name}: /healthz answered {status}")
             log = self.work / "nicupdate.log"
+            self.shutdown = self.stop_under_flood(server_pid, plan[1])
             self.processes.stop("nicupdate")
         finally:
             self.processes.stop_all()
@@ -536,6 +564,14 @@ class Bench:
         text = log.read_text(errors="replace") if log.exists() else ""
         lines = text.splitlines()
         print(f"server log: {len(lines)} lines, {len(text.encode())} bytes for the whole run")
+        took, status = self.shutdown
+        print(
+            f"SIGTERM under the '{results[1].scenario.name}' flood: exited in {took:.2f} s "
+            f"(grace period 5 s) with status {status}; tracebacks in the log: "
+            f"{text.count('Traceback')}"
+        )
+        if status != 0 or "Traceback" in text:
+            failures.append(f"the shutdown under a flood: status {status}, see {log}")
         for problem in failures:
             print(f"FAILED: {problem}", file=sys.stderr)
         return failures

@@ -58,7 +58,7 @@ def status_and_body(response: bytes) -> tuple[str, str]:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[LiveServer]:
     path = write_config(tmp_path)
-    path.write_text(path.read_text() + "\n[limits]\nheader_timeout = 1.0\n")
+    path.write_text(path.read_text() + "\n[limits]\nheader_timeout = 2.0\n")
     live = start_server(path)
     live.add_user("alice", ALICE[1])
     live.add_host(HOME, "alice")
