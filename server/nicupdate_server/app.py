@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -22,7 +23,7 @@ from starlette.routing import Route
 
 from .addresses import IPAddress
 from .config import IPNetwork
-from .connections import CLIENT_GONE
+from .connections import CONNECTION
 from .dyndns import Code, RequestRejected, answer_body, parse_basic_auth, parse_update
 from .throttle import retry_after_header
 from .updates import Caller, TooManyRequests, Unauthorized, UpdateService
@@ -98,6 +99,13 @@ def _never() -> bool:
     return False
 
 
+def _nothing() -> None:
+    return None
+
+
+_NONE: dict[str, Any] = {}
+
+
 def create_app(
     service: UpdateService,
     *,
@@ -117,8 +125,10 @@ def create_app(
             forwarded = request.headers.getlist("x-forwarded-for") if trusted_proxies else []
             return client_address(peer, forwarded, trusted_proxies)
 
-        gone = request.scope.get("extensions", {}).get(CLIENT_GONE, {}).get("check", _never)
-        return Caller(find_address, request.headers.get("user-agent", ""), gone)
+        connection = request.scope.get("extensions", _NONE).get(CONNECTION, _NONE)
+        return Caller(
+            find_address, request.headers.get("user-agent", ""), connection.get("gone", _never)
+        )
 
     async def update(request: Request) -> Response:
         if request.method not in UPDATE_METHODS:
@@ -138,8 +148,10 @@ def create_app(
             )
         except TooManyRequests as exc:
             delay = min(throttle_delay, exc.retry_after)
-            if delay > 0:
-                await asyncio.sleep(delay)  # the flood waits, not the server
+            if delay > 0:  # the flood waits, not the server; its connection may be closed
+                connection = request.scope.get("extensions", _NONE).get(CONNECTION, _NONE)
+                connection.get("evictable", _nothing)()
+                await asyncio.sleep(delay)
             return PlainTextResponse(
                 answer_body([exc.code.value]),
                 429,

@@ -4,7 +4,7 @@ An account (user name + password) may update the hosts it owns. A host token
 (user name = the host's FQDN, password = its token) may update that host only.
 
 Passwords are stored as argon2id hashes (argon2-cffi, PHC strings); one check costs
-tens of milliseconds, so a successful check is remembered as a keyed digest of the
+about 20 ms of CPU, so a successful check is remembered as a keyed digest of the
 password next to the hash it was checked against: a client that sends the same
 correct password again is answered without the slow hash, and a new password hash
 (``user passwd``) invalidates the entry. Refused attempts are remembered the same
@@ -43,8 +43,11 @@ REFUSED_CACHE_SIZE = 4096
 
 log = logging.getLogger("nicupdate.auth")
 
-# argon2id with RFC 9106's low-memory parameters (m=64 MiB, t=3, p=4).
-_hasher = PasswordHasher()
+# argon2id with OWASP's recommended parameters (m=19 MiB, t=2, p=1): about 20 ms of
+# one CPU per check, on one thread. (Parallelism 4 would start four threads per check,
+# four times the CPU a flood of guesses could take from the event loop.) Hashes made
+# with other parameters, by earlier versions, still verify: the PHC string carries them.
+_hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
 
 
 def hash_password(password: str) -> str:
@@ -212,46 +215,52 @@ class Authenticator:
 
         Routers that come back together after an outage all send the same credentials:
         the first request queues a check, the others wait for its verdict instead of
-        queueing one each. The check is dropped only if all of them have gone."""
+        queueing one each. The check is dropped only if all of them have gone. A check
+        the queue refuses raises :class:`ChecksBusy` here, at once."""
         key = (username, digest, current_hash)
         shared = self._in_flight.get(key)
         if shared is None:
-            shared = self._in_flight[key] = _Shared()
-            shared.task = asyncio.ensure_future(
-                self._verify(username, digest, password, current_hash, source, shared.all_gone)
+            shared = _Shared()
+            shared.future = self.checks.submit(
+                source, lambda: verify_password(password, current_hash), shared.all_gone
             )
-            shared.task.add_done_callback(lambda _: self._in_flight.pop(key, None))
+            self._in_flight[key] = shared
+            shared.future.add_done_callback(
+                lambda future: self._remember(key, username, digest, current_hash, future)
+            )
         shared.gone.append(gone)
-        assert shared.task is not None
-        return await asyncio.shield(shared.task)
+        assert shared.future is not None
+        ok = await asyncio.shield(shared.future)
+        return ok and username in self._state.users
 
-    async def _verify(
+    def _remember(
         self,
+        key: tuple[str, bytes, str],
         username: str,
         digest: bytes,
-        password: str,
         current_hash: str,
-        source: str,
-        gone: Callable[[], bool],
-    ) -> bool:
-        ok = await self.checks.run(source, lambda: verify_password(password, current_hash), gone)
-        if ok and username in self._state.users:
+        verdict: asyncio.Future[bool],
+    ) -> None:
+        """Keep a finished check's verdict for the next requests with the same password."""
+        self._in_flight.pop(key, None)
+        if verdict.cancelled() or verdict.exception() is not None:
+            return
+        if verdict.result() and username in self._state.users:
             self._verified[username] = (digest, current_hash)
-            return True
+            return
         self._refused[(username, digest)] = current_hash
         if len(self._refused) > REFUSED_CACHE_SIZE:
             self._refused.popitem(last=False)
-        return False
 
 
 class _Shared:
     """One password check and everyone waiting for it."""
 
-    __slots__ = ("gone", "task")
+    __slots__ = ("future", "gone")
 
     def __init__(self) -> None:
         self.gone: list[Callable[[], bool]] = []
-        self.task: asyncio.Future[bool] | None = None
+        self.future: asyncio.Future[bool] | None = None
 
     def all_gone(self) -> bool:
         return all(gone() for gone in self.gone)

@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 # Until a check has been timed: what one argon2id hash costs on a small machine.
-INITIAL_COST = 0.1
+INITIAL_COST = 0.03
 
 
 # Hashing threads run at a low CPU priority (Linux: per thread): when the machine is
@@ -107,19 +107,23 @@ class PasswordChecks:
         """About how long the checks waiting now will take."""
         return max(1.0, (self._pending + self._running) * self._cost / self._workers)
 
-    async def run(self, source: str, work: Callable[[], bool], gone: Callable[[], bool]) -> bool:
-        """``work()`` on a hashing thread, when ``source``'s turn comes.
+    def submit(
+        self, source: str, work: Callable[[], bool], gone: Callable[[], bool]
+    ) -> asyncio.Future[bool]:
+        """Queue ``work()`` for a hashing thread; the future gets its result when
+        ``source``'s turn comes and the work is done.
 
-        Raises :class:`ChecksBusy` at once when the queue or the source's share of it is
-        full, and :class:`CheckDropped` when ``gone()`` is true by the time its turn
-        comes while others wait.
+        Raises :class:`ChecksBusy` at once (no future is made) when the queue or the
+        source's share of it is full. The future gets :class:`CheckDropped` when
+        ``gone()`` is true by the time its turn comes while others wait. Cancelling
+        the future takes the check out of the queue.
         """
         if self._closed:
             raise ChecksBusy(1.0, "the server is shutting down")
         if self._running < self._workers and not self._pending:
             job = _Job(source, work, gone)
             self._start(job)
-            return await job.future
+            return job.future
         if self._pending >= self._max_pending:
             self._drop_gone()
             if self._pending >= self._max_pending and not self._make_room_for(source):
@@ -135,11 +139,14 @@ class PasswordChecks:
             queue = self._waiting[source] = deque()
         queue.append(job)
         self._pending += 1
-        try:
-            return await job.future
-        except asyncio.CancelledError:
-            self._forget(job)
-            raise
+        job.future.add_done_callback(
+            lambda future: self._forget(job) if future.cancelled() else None
+        )
+        return job.future
+
+    async def run(self, source: str, work: Callable[[], bool], gone: Callable[[], bool]) -> bool:
+        """:meth:`submit`, and wait for the result."""
+        return await self.submit(source, work, gone)
 
     def _drop_gone(self, source: str | None = None) -> None:
         """Make room: drop the waiting checks (of ``source``) whose clients have gone."""

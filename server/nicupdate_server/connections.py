@@ -28,7 +28,7 @@ import ipaddress
 import logging
 import os
 import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -41,8 +41,9 @@ from .throttle import source_of
 
 log = logging.getLogger("nicupdate.http")
 
-# Where a request's handler finds whether its client has gone (see client_gone()).
-CLIENT_GONE = "nicupdate.client_gone"
+# The ASGI scope extension through which a request's handler asks about its
+# connection: {"gone": client_gone, "evictable": evictable} (see GuardedProtocol).
+CONNECTION = "nicupdate.connection"
 # How long after the last refused connection /healthz keeps reporting it.
 REFUSED_MEMORY = 30.0
 MAX_DESCRIPTORS = 1 << 20  # the most the soft limit is raised to
@@ -50,10 +51,24 @@ MAX_DESCRIPTORS = 1 << 20  # the most the soft limit is raised to
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 256 * 1024
 MIN_CONNECTIONS = 16
+# Making room looks at this many of the least recently active connections for one that
+# is idle; a connection's place in that order is renewed at most this often (seconds).
+EVICTION_SCAN = 256
+TOUCH_INTERVAL = 1.0
+# Reaching the connection limit is logged once, then again only after the connections
+# fell below half of it and this many seconds passed.
+LIMIT_LOG_INTERVAL = 600.0
 
 
 class ConnectionGuard:
-    """What all HTTP connections share: the caps, and who holds how many."""
+    """What all HTTP connections share: the caps, and who holds which connections.
+
+    Connections are kept in the order they were last active, in all and per source
+    (a connection that sends a request moves to the back, at most once per
+    ``TOUCH_INTERVAL``); each says whether it is busy (a request in progress). Making
+    room closes the first that is not busy, looking at no more than ``EVICTION_SCAN``:
+    the least recently active idle connection. Requests mostly only flip a flag, so
+    the bookkeeping costs them next to nothing."""
 
     def __init__(
         self,
@@ -66,12 +81,15 @@ class ConnectionGuard:
         self.max_connections = max_connections
         self.summary = summary
         self._trusted = tuple(trusted_proxies)
-        self.open = 0
-        self._per_source: Counter[str] = Counter()
-        self._idle: OrderedDict[GuardedProtocol, None] = OrderedDict()
-        self._idle_by_source: dict[str, OrderedDict[GuardedProtocol, None]] = {}
+        self._open: OrderedDict[GuardedProtocol, None] = OrderedDict()
+        self._by_source: dict[str, OrderedDict[GuardedProtocol, None]] = {}
         self.refused_at = -REFUSED_MEMORY
         self._at_limit = False
+        self._limit_logged = 0.0
+
+    @property
+    def open(self) -> int:
+        return len(self._open)
 
     def exempt(self, peer: str | None) -> bool:
         """Whether ``peer`` is a trusted proxy (many clients share its address)."""
@@ -86,58 +104,67 @@ class ConnectionGuard:
     def admit(self, conn: GuardedProtocol) -> bool:
         """Count ``conn`` in, closing an idle connection if a cap is reached."""
         source = conn.source
-        if not conn.exempt and self._per_source[source] >= self.limits.max_connections_per_source:
-            if not self._evict(self._idle_by_source.get(source)):
+        mine = self._by_source.get(source)
+        if (
+            not conn.exempt
+            and mine is not None
+            and len(mine) >= self.limits.max_connections_per_source
+        ):
+            if not self._evict(mine):
                 self.summary.note("connection refused (per-source limit)", source)
                 return False
             self.summary.note("idle connection closed (per-source limit)", source)
-        if self.open >= self.max_connections:
+        if len(self._open) >= self.max_connections:
             if not self._at_limit:
                 self._at_limit = True
+                self._limit_logged = time.monotonic()
                 log.warning(
                     "%d HTTP connections open, the limit: closing the oldest idle ones to "
                     "make room (limits.max_connections; the file descriptor limit, "
                     "LimitNOFILE, bounds it)",
-                    self.open,
+                    len(self._open),
                 )
-            if not self._evict(self._idle):
+            if not self._evict(self._open):
                 self.refused_at = time.monotonic()
                 self.summary.note("connection refused (connection limit)", source)
                 return False
-        self.open += 1
-        self._per_source[source] += 1
-        self.idle(conn)
+        self._open[conn] = None
+        self._by_source.setdefault(source, OrderedDict())[conn] = None
         return True
 
-    def _evict(self, idle: OrderedDict[GuardedProtocol, None] | None) -> bool:
-        if not idle:
-            return False
-        oldest = next(iter(idle))
-        self.busy(oldest)
-        oldest.transport.abort()  # frees its descriptor now, not after a close handshake
-        return True
+    def touch(self, conn: GuardedProtocol) -> None:
+        """``conn`` is active: it goes to the back of the eviction order."""
+        if conn in self._open:
+            self._open.move_to_end(conn)
+            mine = self._by_source.get(conn.source)
+            if mine is not None and conn in mine:
+                mine.move_to_end(conn)
 
-    def idle(self, conn: GuardedProtocol) -> None:
-        self._idle[conn] = None
-        self._idle_by_source.setdefault(conn.source, OrderedDict())[conn] = None
-
-    def busy(self, conn: GuardedProtocol) -> None:
-        self._idle.pop(conn, None)
-        by_source = self._idle_by_source.get(conn.source)
-        if by_source is not None:
-            by_source.pop(conn, None)
-            if not by_source:
-                del self._idle_by_source[conn.source]
+    def _evict(self, candidates: OrderedDict[GuardedProtocol, None]) -> bool:
+        for scanned, conn in enumerate(candidates):
+            if scanned >= EVICTION_SCAN:
+                break
+            if not conn.busy:
+                self.release(conn)
+                conn.transport.abort()  # frees its descriptor now, not after a handshake
+                return True
+        return False
 
     def release(self, conn: GuardedProtocol) -> None:
-        self.busy(conn)
-        self.open -= 1
-        self._per_source[conn.source] -= 1
-        if not self._per_source[conn.source]:
-            del self._per_source[conn.source]
-        if self._at_limit and self.open < self.max_connections * 0.9:
-            self._at_limit = False
-            log.info("HTTP connections back under the limit (%d open)", self.open)
+        if self._open.pop(conn, False) is False:
+            return  # evicted before
+        mine = self._by_source.get(conn.source)
+        if mine is not None:
+            mine.pop(conn, None)
+            if not mine:
+                del self._by_source[conn.source]
+        if (
+            self._at_limit
+            and len(self._open) < self.max_connections // 2
+            and time.monotonic() - self._limit_logged > LIMIT_LOG_INTERVAL
+        ):
+            self._at_limit = False  # the next time the limit is reached is logged again
+            log.info("HTTP connections back under the limit (%d open)", len(self._open))
 
     def problem(self) -> str | None:
         """What /healthz should report about connections, if anything."""
@@ -162,15 +189,19 @@ class GuardedProtocol(HttpToolsProtocol):
         self._step = max(1, self._limit // 2)
         self._admitted = False
         self._eof = False
-        self._in_message = False  # between the first byte of a request and its end
         self._in_head = False  # between the first byte of a request and its last header
         self._began = False
         self._line_done = False
         self._head_bytes = 0
         self._deadline: asyncio.TimerHandle | None = None
         self._lingering: int | None = None  # bytes still dropped before closing
+        self._extensions: dict[str, dict[object, object]] = {
+            CONNECTION: {"gone": self.client_gone, "evictable": self.evictable}
+        }
         self.source = ""
         self.exempt = False
+        self.busy = False  # a whole request is being answered (else it may be closed)
+        self._touched = 0.0  # loop time of the last move to the back of the guard's order
 
     # -- connection -----------------------------------------------------------------
 
@@ -187,6 +218,10 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_deadline()
+        # Break the cycle through the bound methods, so that a closed connection is freed
+        # at once, not by the cyclic garbage collector (a connection flood would make
+        # its runs long).
+        self._extensions[CONNECTION].clear()
         if self._admitted:
             self._admitted = False
             self.guard.release(self)
@@ -207,6 +242,11 @@ class GuardedProtocol(HttpToolsProtocol):
         """Whether the client has closed its side (or all) of the connection."""
         return self._eof or self.transport.is_closing()
 
+    def evictable(self) -> None:
+        """The request only waits (a 429 held back): the connection may be closed to
+        make room, as an idle one would."""
+        self.busy = False
+
     # -- the request head -------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
@@ -217,64 +257,77 @@ class GuardedProtocol(HttpToolsProtocol):
             return
         self._unset_keepalive_if_required()
         step = self._step
+        if len(data) <= step and not self._in_head and self.parser is not None:
+            # The common case: a whole request (or its start) in one piece.
+            self._feed(data)
+            return
         for start in range(0, len(data), step):
             if self.parser is None or self.transport.is_closing():
                 return
-            piece = data[start : start + step] if len(data) > step else data
-            after_another = self._in_message
-            self._began = False
-            try:
-                self.parser.feed_data(piece)
-            except httptools.HttpParserUpgrade:
-                pass  # no WebSockets here: the request was passed on as plain HTTP
-            except httptools.HttpParserError:
-                self._refuse(http.HTTPStatus.BAD_REQUEST, "malformed request")
+            if not self._feed(data[start : start + step]):
                 return
-            if self._in_head:
-                if not self._line_done and b"\n" in piece:
-                    self._line_done = True  # the request line is complete
-                if self._began and after_another:
-                    # A pipelined request began in the middle of this piece: its share
-                    # of the piece is unknown, so count from the next piece on.
-                    self._head_bytes = 0
-                else:
-                    self._head_bytes += len(piece)
-                if self._head_bytes > self._limit:
-                    if self._line_done:
-                        self._refuse(http.HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "headers")
-                    else:
-                        self._refuse(http.HTTPStatus.REQUEST_URI_TOO_LONG, "request line")
-                    return
+
+    def _feed(self, piece: bytes) -> bool:
+        """Parse ``piece``, keeping count of the request head; false once refused."""
+        cycle = self.cycle
+        after_another = cycle is not None and cycle.more_body  # inside a request's body
+        self._began = False
+        try:
+            self.parser.feed_data(piece)
+        except httptools.HttpParserUpgrade:
+            pass  # no WebSockets here: the request was passed on as plain HTTP
+        except httptools.HttpParserError:
+            self._refuse(http.HTTPStatus.BAD_REQUEST, "malformed request")
+            return False
+        if not self._in_head:
+            return True
+        if self._deadline is None:
+            self._start_deadline()  # the head did not come whole: from now on it has a limit
+        if not self._line_done and b"\n" in piece:
+            self._line_done = True  # the request line is complete
+        if self._began and after_another:
+            # A pipelined request began in the middle of this piece: its share of the
+            # piece is unknown, so count from the next piece on.
+            self._head_bytes = 0
+        else:
+            self._head_bytes += len(piece)
+        if self._head_bytes > self._limit:
+            if self._line_done:
+                self._refuse(http.HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "headers")
+            else:
+                self._refuse(http.HTTPStatus.REQUEST_URI_TOO_LONG, "request line")
+            return False
+        return True
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self.guard.busy(self)
-        self._in_message = self._in_head = self._began = True
+        self._in_head = self._began = True
         self._line_done = False
         self._head_bytes = 0
-        self.scope.setdefault("extensions", {})[CLIENT_GONE] = {"check": self.client_gone}
-        if self._deadline is None:
-            self._start_deadline()
+        self.scope["extensions"] = self._extensions
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._stop_deadline()
+        self.busy = True
+        now = self.loop.time()
+        if now - self._touched > TOUCH_INTERVAL:
+            self._touched = now
+            self.guard.touch(self)
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         super().on_headers_complete()
-
-    def on_message_complete(self) -> None:
-        self._in_message = False
-        super().on_message_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if self.transport.is_closing():
-            return
-        if self._eof and not self._answering():
+        if self.transport.is_closing() or self._answering():
+            return  # closed, or a pipelined request is on its way
+        if self._eof:
             self.transport.close()  # everything asked for is answered
-        elif self._in_message and not self._in_head:
+        elif self.cycle is not None and self.cycle.more_body and not self._in_head:
             self._linger()  # a body nobody read: do not read the rest for nothing
-        elif self.cycle is None or self.cycle.response_complete:
-            self.guard.idle(self)
+        else:
+            self.busy = False
 
     def _start_deadline(self) -> None:
         timeout = self.guard.limits.header_timeout

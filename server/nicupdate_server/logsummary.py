@@ -5,8 +5,11 @@ and every ``interval`` one line per (kind, source) says how many there were, wit
 examples (user names, say). A source that keeps going gets one line per interval; one
 that stops is forgotten at the next summary, and its next event is logged at once again.
 
-Memory is bounded: past ``max_sources`` (kind, source) pairs in one interval, further
-sources are counted together as "other sources".
+Many sources at once (a distributed flood) do not make many lines either: per kind and
+interval, at most ``MAX_LINES`` sources get lines of their own (the first to come at
+once, the busiest in the summary) and one more line counts the rest. Memory is bounded:
+past ``max_sources`` (kind, source) pairs, further sources are counted together as
+"other sources".
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import logging
 from dataclasses import dataclass, field
 
 MAX_SOURCES = 1000
+MAX_LINES = 10  # per kind and interval
 MAX_EXAMPLES = 3  # shown
 MAX_DISTINCT = 100  # told apart; past that: "100+ more"
 OTHERS = "other sources"
@@ -37,6 +41,7 @@ class LogSummary:
         self._max_sources = max_sources
         self._tallies: dict[tuple[str, str], _Tally] = {}
         self._levels: dict[str, int] = {}
+        self._shown: dict[str, int] = {}  # per kind: sources logged at once this interval
         self._timer: asyncio.TimerHandle | None = None
 
     def note(self, kind: str, source: str, example: str = "", level: int = logging.INFO) -> None:
@@ -48,9 +53,14 @@ class LogSummary:
                 key = (kind, OTHERS)
                 tally = self._tallies.setdefault(key, _Tally())
             else:
-                self._tallies[key] = _Tally(examples=[example] if example else [])
+                self._tallies[key] = tally = _Tally(examples=[example] if example else [])
                 self._levels[kind] = level
                 self._schedule()
+                shown = self._shown.get(kind, 0)
+                if shown >= MAX_LINES:
+                    tally.count = 1  # in the summary with the rest
+                    return
+                self._shown[kind] = shown + 1
                 suffix = f": {example}" if example else ""
                 self._log.log(
                     level,
@@ -85,25 +95,41 @@ class LogSummary:
 
     def flush(self) -> None:
         """Log the counts gathered since the last flush; forget the sources that were quiet."""
+        self._shown.clear()
+        by_kind: dict[str, list[tuple[str, _Tally]]] = {}
         for key, tally in list(self._tallies.items()):
             if tally.count == 0:
                 del self._tallies[key]
                 continue
-            kind, source = key
-            shown = ", ".join(tally.examples)
-            if tally.others:
-                more = len(tally.others)
-                shown += f" and {more}{'+' if more >= MAX_DISTINCT else ''} more"
-            self._log.log(
-                self._levels.get(kind, logging.INFO),
-                "%s from %s: %d more in the last %g s%s",
-                kind,
-                source,
-                tally.count,
-                self._interval,
-                f" ({shown})" if shown else "",
-            )
+            by_kind.setdefault(key[0], []).append((key[1], tally))
             self._tallies[key] = _Tally(examples=tally.examples[:1])
+        for kind, tallies in by_kind.items():
+            level = self._levels.get(kind, logging.INFO)
+            tallies.sort(key=lambda pair: -pair[1].count)
+            for source, tally in tallies[:MAX_LINES]:
+                shown = ", ".join(tally.examples)
+                if tally.others:
+                    more = len(tally.others)
+                    shown += f" and {more}{'+' if more >= MAX_DISTINCT else ''} more"
+                self._log.log(
+                    level,
+                    "%s from %s: %d more in the last %g s%s",
+                    kind,
+                    source,
+                    tally.count,
+                    self._interval,
+                    f" ({shown})" if shown else "",
+                )
+            rest = tallies[MAX_LINES:]
+            if rest:
+                self._log.log(
+                    level,
+                    "%s from %d more sources: %d in the last %g s",
+                    kind,
+                    len(rest),
+                    sum(tally.count for _, tally in rest),
+                    self._interval,
+                )
 
     def close(self) -> None:
         if self._timer is not None:

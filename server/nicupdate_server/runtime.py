@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -52,6 +53,7 @@ WRITE_CHECK_TIMEOUT = 2.0
 RESERVED_DESCRIPTORS = 64
 # Fewer free descriptors than this is reported by /healthz.
 DESCRIPTOR_MARGIN = 16
+GC_THRESHOLDS = (10_000, 20, 20)  # Python's own: (700, 10, 10)
 
 
 class Runtime:
@@ -275,6 +277,10 @@ def http_server(runtime: Runtime) -> HttpServer:
         access = logging.getLogger("uvicorn.access")
         if not any(isinstance(f, MaskSecrets) for f in access.filters):
             access.addFilter(MaskSecrets())
+        # On, whatever configured logging before (uvicorn turns propagation off for a
+        # server without access log; logging.config disables loggers it did not name).
+        access.propagate = True
+        access.disabled = False
     config = uvicorn.Config(
         app,
         host=host,
@@ -304,6 +310,12 @@ def setup_logging(level: str) -> None:
 async def serve(runtime: Runtime, on_started: Callable[[Runtime], None] | None = None) -> None:
     """Run until SIGINT/SIGTERM; ``on_started`` is called once the state is loaded."""
     await runtime.start()
+    # What start-up made (modules, configuration, the state of every host) lives as long
+    # as the process: keep it out of the cyclic garbage collector's full runs. And run
+    # the collector less often than every 700 allocations: each request makes a few
+    # cycles (exceptions, futures), and a flood made collections cost a sixth of the CPU.
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     try:
         if on_started is not None:
             on_started(runtime)

@@ -22,6 +22,7 @@ from .addresses import IPAddress, UnusableAddress, check_usable
 from .auth import Authenticator, LoginThrottled, Principal
 from .config import Config, ZoneSettings
 from .dyndns import (
+    SUCCESS_CODES,
     Code,
     Credentials,
     RequestRejected,
@@ -134,18 +135,13 @@ class UpdateService:
         if principal is None:
             raise Unauthorized("wrong user name or password")
 
-        targets: dict[str, tuple[HostEntry, ZoneSettings] | str] = {}
-        for item in request.hostnames:
-            if item not in targets:
-                targets[item] = self._target(item, principal)
-        hosts = {
-            target[0].id: target[0]
-            for target in targets.values()
-            if not isinstance(target, str) and not target[0].blocked
-        }
-        wait = self.host_limits.wait(hosts)
+        unique = list(dict.fromkeys(request.hostnames))  # in order, each name once
+        targets = [self._target(item, principal) for item in unique]
+        wait = self.host_limits.wait(
+            t[0].id for t in targets if not isinstance(t, str) and not t[0].blocked
+        )
         if wait > 0:
-            names = ", ".join(h.fqdn for h in hosts.values())
+            names = ", ".join(t[0].fqdn for t in targets if not isinstance(t, str))
             self._summary.note(
                 "update refused (host update rate, 429)", source_of(caller.address), names
             )
@@ -163,25 +159,20 @@ class UpdateService:
                 addresses = (caller.address,)
                 families = families_of(addresses)
 
-        answers: dict[str, asyncio.Future[str] | str] = {}
-        for item, target in targets.items():
-            if isinstance(target, str):
-                answers[item] = target
-            else:
-                answers[item] = self._answer_host(
-                    *target, addresses, families, address_error, caller
-                )
-        pending = [a for a in answers.values() if not isinstance(a, str)]
+        answers = [
+            target
+            if isinstance(target, str)
+            else self._answer_host(*target, addresses, families, address_error, caller)
+            for target in targets
+        ]
+        pending = [a for a in answers if not isinstance(a, str)]
         if pending:
             await asyncio.gather(*pending)
-        lines = {
-            item: answer if isinstance(answer, str) else answer.result()
-            for item, answer in answers.items()
-        }
-        for item, target in targets.items():
-            if not isinstance(target, str) and lines[item].startswith(("good", "nochg")):
-                self.host_limits.spend(target[0].id)
-        return [lines[item] for item in request.hostnames]
+        lines = [a if isinstance(a, str) else a.result() for a in answers]
+        if len(unique) == len(request.hostnames):
+            return lines
+        by_name = dict(zip(unique, lines, strict=True))
+        return [by_name[item] for item in request.hostnames]
 
     def _target(self, item: str, principal: Principal) -> tuple[HostEntry, ZoneSettings] | str:
         """The host ``item`` names and its zone, or the answer when there is none."""
@@ -234,13 +225,14 @@ class UpdateService:
             return asyncio.ensure_future(self._refuse(refusal))
         if all(host.records.get(rtype, ()) == value for rtype, value in families.items()):
             if fqdn in self._reconciler.behind:  # stored, but DNS has not confirmed it yet
-                return asyncio.ensure_future(self._confirm(fqdn, addresses))
+                return asyncio.ensure_future(self._confirm(host, addresses))
             host.last_seen_at = time.time()
             if self.host_limits.nochg(host.id):
                 self._block(host)
                 return Code.ABUSE.value
             host.nochg_pending += 1
             host.last_result = "nochg"
+            self.host_limits.spend(host.id)
             return answer_line(Code.NOCHG, addresses)
         change = HostUpdate(host, zone, families, str(caller.address or ""), caller.user_agent)
         return asyncio.ensure_future(self._submit(change, addresses))
@@ -271,8 +263,10 @@ class UpdateService:
         await self._writer.submit(refusal)
         return Code.DNSERR.value
 
-    async def _confirm(self, fqdn: str, addresses: tuple[IPAddress, ...]) -> str:
-        outcome = await self._reconciler.confirm(fqdn, self._deadline)
+    async def _confirm(self, host: HostEntry, addresses: tuple[IPAddress, ...]) -> str:
+        outcome = await self._reconciler.confirm(host.fqdn, self._deadline)
+        if outcome.code is Code.GOOD:
+            self.host_limits.spend(host.id)
         return answer_line(outcome.code, addresses)
 
     async def _submit(self, change: HostUpdate, addresses: tuple[IPAddress, ...]) -> str:
@@ -283,6 +277,8 @@ class UpdateService:
                 # The reason is in `host list`'s BACKEND ERROR column; keep this short.
                 change.host.last_result = RESULT_LABELS.get(outcome.code, outcome.code.value)
                 change.host.result_unsaved = True
+        if outcome.code in SUCCESS_CODES:  # 911 and dnserr are not the client's doing
+            self.host_limits.spend(change.host.id)
         line = answer_line(outcome.code, addresses)
         log.info(
             "%s: %s (from %s, %s)",

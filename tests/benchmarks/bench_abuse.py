@@ -17,7 +17,8 @@ usual 1,024 (``prlimit``), it:
    - ``64 conns, random users``: random user names and passwords (127.0.0.4);
    - ``random users, 256 sources``: the same spread over 256 addresses, 2
      connections each (127.1.0.0/24): lock-outs per source do not stop it, only the
-     bounded, fair queue of password checks does;
+     bounded, fair queue of password checks does (shown, but not one of the issue's
+     targets, which are for floods from one address);
    - ``1,000 idle + endless head``: 1,000 connections that send nothing (ten
      sources) and one that streams an endless header, reconnecting when cut off;
 
@@ -212,6 +213,8 @@ class Scenario:
     mode: str  # "", "password", "random", "idle"
     sources: list[str] = field(default_factory=list)
     per_source: int = 0
+    # Not one of issue 10's floods (those come from one address): shown, not targeted.
+    extra: bool = False
 
 
 @dataclass
@@ -237,6 +240,7 @@ def scenarios() -> list[Scenario]:
             "random",
             [f"127.1.0.{n}" for n in range(1, 257) if n < 255] + ["127.1.1.1", "127.1.1.2"],
             2,
+            extra=True,
         ),
         Scenario("1,000 idle + endless head", "idle", [f"127.0.4.{n}" for n in range(1, 11)], 100),
     ]
@@ -294,6 +298,7 @@ class Bench:
         self.logins: list[str] = []
         self.layout: tuple[set[int], set[int]] | None = None
         self.shutdown: tuple[float, int | None] = (0.0, None)
+        self.shutdown_scenario = ""
         available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
         if args.pin and len(available) >= 2:
             self.layout = ({available[0]}, set(available[1:]))
@@ -478,7 +483,11 @@ class Bench:
         return took, status
 
     def run(self) -> int:
-        plan = scenarios()
+        plan = [
+            s
+            for i, s in enumerate(scenarios())
+            if i == 0 or not self.args.only or self.args.only in s.name
+        ]
         self.set_up(len(plan) * LOGINS_PER_SCENARIO)
         server_pid = self.start()
         run_wrk(
@@ -491,11 +500,15 @@ class Bench:
         try:
             for index, scenario in enumerate(plan):
                 results.append(self.measure(scenario, server_pid, index))
-                status, _ = http_get(f"{self.base}/healthz")
+                status, body = http_get(f"{self.base}/healthz")
                 if status != 200:
-                    raise BenchError(f"after {scenario.name}: /healthz answered {status}")
+                    raise BenchError(
+                        f"after {scenario.name}: /healthz answered {status}: {body.strip()!r}"
+                    )
             log = self.work / "nicupdate.log"
-            self.shutdown = self.stop_under_flood(server_pid, plan[1])
+            flood = next((s for s in plan if s.mode in ("password", "random")), scenarios()[1])
+            self.shutdown_scenario = flood.name
+            self.shutdown = self.stop_under_flood(server_pid, flood)
             self.processes.stop("nicupdate")
         finally:
             self.processes.stop_all()
@@ -546,27 +559,43 @@ class Bench:
                     f"{figures.dns_answered} of {figures.dns_sent}"
                 )
         attacked = results[1:]
-        floods = [f for f in attacked if f.scenario.mode != "idle"]
-        worst_login = max(max(f.logins) for f in floods)
-        worst_share = min(f.nochg.requests_per_s / reference.requests_per_s for f in floods)
-        worst_p99 = max(f.nochg.p99_ms or 0.0 for f in floods)
-        idle = next(f for f in attacked if f.scenario.mode == "idle")
+        floods = [f for f in attacked if f.scenario.mode != "idle" and not f.scenario.extra]
+        idle = [f for f in attacked if f.scenario.mode == "idle"]
+        targets = []
+        if floods:
+            worst_login = max(max(f.logins) for f in floods)
+            worst_share = min(f.nochg.requests_per_s / reference.requests_per_s for f in floods)
+            worst_p99 = max(f.nochg.p99_ms or 0.0 for f in floods)
+            targets += [
+                f"first login under a flood {worst_login:.3f} s < {TARGET_LOGIN_S:g} s: "
+                f"{met(worst_login < TARGET_LOGIN_S)}",
+                f"cached nochg {worst_share:.0%} >= {TARGET_NOCHG_SHARE:.0%} of unflooded: "
+                f"{met(worst_share >= TARGET_NOCHG_SHARE)}",
+                f"p99 {worst_p99:.1f} ms < {TARGET_P99_MS:g} ms: {met(worst_p99 < TARGET_P99_MS)}",
+            ]
+        for figures in idle:
+            slowest = max(figures.update_ms)
+            targets.append(
+                f"update during idle/endless {slowest:.1f} ms < {TARGET_UPDATE_MS:g} ms: "
+                f"{met(slowest < TARGET_UPDATE_MS)}, DNS lost "
+                f"{figures.dns_sent - figures.dns_answered}"
+            )
+        for figures in attacked:
+            if figures.scenario.extra:
+                share = figures.nochg.requests_per_s / reference.requests_per_s
+                targets.append(
+                    f"(beyond the targets: '{figures.scenario.name}' kept {share:.0%} of "
+                    f"nochg, first login {max(figures.logins):.3f} s)"
+                )
         print()
-        print(
-            f"targets: first login under a flood {worst_login:.3f} s < {TARGET_LOGIN_S:g} s: "
-            f"{met(worst_login < TARGET_LOGIN_S)}; cached nochg {worst_share:.0%} >= "
-            f"{TARGET_NOCHG_SHARE:.0%} of unflooded: {met(worst_share >= TARGET_NOCHG_SHARE)}; "
-            f"p99 {worst_p99:.1f} ms < {TARGET_P99_MS:g} ms: {met(worst_p99 < TARGET_P99_MS)}; "
-            f"update during idle/endless {max(idle.update_ms):.1f} ms < {TARGET_UPDATE_MS:g} ms: "
-            f"{met(max(idle.update_ms) < TARGET_UPDATE_MS)}, DNS lost "
-            f"{idle.dns_sent - idle.dns_answered}"
-        )
+        print("targets: " + "; ".join(targets))
         text = log.read_text(errors="replace") if log.exists() else ""
         lines = text.splitlines()
         print(f"server log: {len(lines)} lines, {len(text.encode())} bytes for the whole run")
         took, status = self.shutdown
+        plan_name = self.shutdown_scenario
         print(
-            f"SIGTERM under the '{results[1].scenario.name}' flood: exited in {took:.2f} s "
+            f"SIGTERM under the '{plan_name}' flood: exited in {took:.2f} s "
             f"(grace period 5 s) with status {status}; tracebacks in the log: "
             f"{text.count('Traceback')}"
         )
@@ -585,6 +614,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="3 seconds per scenario (for CI)")
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin CPUs")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument(
+        "--only",
+        metavar="TEXT",
+        help="only the scenarios whose name contains TEXT (and the reference)",
+    )
     args = parser.parse_args(argv)
     if args.duration is None:
         args.duration = 3 if args.quick else 10

@@ -91,5 +91,15 @@ def test_host_token_binds_to_its_host(state: State, counted: list[str]) -> None:
     assert counted == ["nope"]  # tokens are checked by digest, never by the slow hash
 
 
-def test_password_hashes_are_argon2id() -> None:
-    assert hash_password("x" * 100).startswith("$argon2id$")
+def test_password_hashes_are_argon2id_on_one_thread() -> None:
+    assert hash_password("x" * 100).startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+
+
+def test_hashes_of_earlier_versions_still_verify() -> None:
+    earlier = "$argon2id$v=19$m=65536,t=3,p=4$"  # RFC 9106's low-memory choice
+    from argon2 import PasswordHasher
+
+    old_hash = PasswordHasher().hash("the-old-password")
+    assert old_hash.startswith(earlier)
+    assert auth.verify_password("the-old-password", old_hash)
+    assert not auth.verify_password("another", old_hash)

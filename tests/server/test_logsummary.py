@@ -70,3 +70,20 @@ def test_a_wrong_password_repeated_fills_no_log(tmp_path: Path) -> None:
     counted = sum(int(line.split(": ")[-1].split()[0]) for line in failures[1:])
     assert counted == 299  # every failure is in the count
     assert len(failures) < 20  # one line per interval, not one per failure
+
+
+def test_a_flood_from_many_sources_makes_few_lines(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    summary = LogSummary(logging.getLogger("test.summary"), 60)
+    for n in range(50):
+        for _ in range(n + 1):  # source n fails n + 1 times
+            summary.note("badauth", f"10.0.0.{n}")
+    assert len(caplog.messages) == 10  # the first ten sources at once, then silence
+    caplog.clear()
+    summary.flush()
+    lines = caplog.messages
+    assert len(lines) == 11
+    assert lines[0] == "badauth from 10.0.0.49: 50 more in the last 60 s"  # the busiest first
+    total = sum(range(1, 51))  # 10.0.0.0's one failure was logged and is not counted
+    counted = sum(int(line.split(": ")[1].split()[0]) for line in lines[:10])
+    assert lines[10] == f"badauth from 39 more sources: {total - 10 - counted} in the last 60 s"
