@@ -277,10 +277,11 @@ def http_server(runtime: Runtime) -> HttpServer:
         access = logging.getLogger("uvicorn.access")
         if not any(isinstance(f, MaskSecrets) for f in access.filters):
             access.addFilter(MaskSecrets())
-        # On, whatever configured logging before (uvicorn turns propagation off for a
-        # server without access log; logging.config disables loggers it did not name).
+        # On, at server.log_level, whatever configured logging before (another uvicorn
+        # in the process may have set its level or turned its propagation off).
         access.propagate = True
         access.disabled = False
+        access.setLevel(logging.NOTSET)
     config = uvicorn.Config(
         app,
         host=host,

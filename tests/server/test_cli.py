@@ -311,7 +311,7 @@ def test_names_that_are_not_hosts_cannot_be_added(
 
 
 def test_a_nameserver_host_from_before_is_warned_about_and_never_updated(
-    tmp_path: Path, config_path: Path
+    tmp_path: Path, config_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return run_cli("--config", str(config_path), *args, stdin=stdin, cwd=tmp_path)
@@ -333,6 +333,10 @@ def test_a_nameserver_host_from_before_is_warned_about_and_never_updated(
     )
     server = start_server(config_path)
     try:
+        assert (
+            f"host {glue} is a nameserver of zone dyn.example.test (its NS record and glue), "
+            "not a host name: its updates are refused (nohost)"
+        ) in caplog.text
         refused = server.update(f"hostname={glue}&myip=203.0.113.66", auth=("alice", PASSWORD))
         assert refused.text == "nohost\n"
         assert server.addresses(glue) == ["127.0.0.1"]  # the glue is intact
