@@ -199,3 +199,19 @@ def alice(live_server: LiveServer) -> LiveServer:
 
 
 ALICE = ("alice", "alice-secret-1")
+
+
+@pytest.fixture
+def hashes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The passwords the server checks against a hash (the slow check), in order."""
+    from nicupdate_server import auth
+
+    calls: list[str] = []
+    real = auth.verify_password
+
+    def counting(password: str, password_hash: str) -> bool:
+        calls.append(password)
+        return real(password, password_hash)
+
+    monkeypatch.setattr(auth, "verify_password", counting)
+    return calls

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from nicupdate_server import auth
 from nicupdate_server.config import LimitSettings
 from nicupdate_server.throttle import GuessLimiter, source_of
 
@@ -115,20 +114,6 @@ def test_the_counters_are_bounded() -> None:
     for n in range(1000):
         guesses.failed(f"10.0.{n // 256}.{n % 256}", "x")
     assert len(guesses) <= 100
-
-
-@pytest.fixture
-def hashes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The passwords the server hashes, in order (the slow check)."""
-    calls: list[str] = []
-    real = auth.verify_password
-
-    def counting(password: str, password_hash: str) -> bool:
-        calls.append(password)
-        return real(password, password_hash)
-
-    monkeypatch.setattr(auth, "verify_password", counting)
-    return calls
 
 
 # -- against the real server -----------------------------------------------------------
