@@ -13,6 +13,7 @@ import os
 import resource
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -127,12 +128,14 @@ def server_process(
     limits: str = "",
     descriptors: int | None = None,
     database: str | None = None,
+    password_hash: str | None = None,
 ) -> Iterator[ServerProcess]:
     """A running server with alice and her host HOME (password ALICE[1]).
 
     ``descriptors`` sets the server's file descriptor limit (soft and hard), as
     ``ulimit -n`` would; ``database`` is a database URL (default: SQLite in
-    ``directory``)."""
+    ``directory``); ``password_hash`` replaces alice's stored hash (SQLite only), as
+    a hash made with other parameters before an upgrade would be."""
     http_port, dns_port = free_port(), free_port()
     while dns_port == http_port:
         dns_port = free_port()
@@ -152,6 +155,11 @@ def server_process(
     ):
         done = run_cli("--config", str(config), *command, stdin=stdin, cwd=directory)
         assert done.returncode == 0, done.stderr
+    if password_hash is not None:
+        with contextlib.closing(sqlite3.connect(directory / "state.db")) as db, db:
+            db.execute(
+                "UPDATE users SET password_hash = ? WHERE name = ?", (password_hash, ALICE[0])
+            )
     log = directory / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(

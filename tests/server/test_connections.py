@@ -14,7 +14,6 @@ import socket
 import subprocess
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dns.message
@@ -22,6 +21,7 @@ import dns.query
 import dns.rdatatype
 import httpx
 import pytest
+from argon2 import PasswordHasher
 
 from tests.server.conftest import ALICE, LiveServer, start_server, stop_server, write_config
 from tests.server.process import (
@@ -226,35 +226,40 @@ def test_connections_refused_at_the_limit_are_logged_once_and_reported_by_health
     tmp_path: Path,
 ) -> None:
     # 16 connections (the least there can be), each busy with a request whose password
-    # waits for the one hashing thread: none of them idle, so none can make room.
+    # waits for the one hashing thread: none of them idle, so none can make room. Alice's
+    # hash is a costly one (~0.3 s a check here): the 16 stay busy long enough to be seen.
     limits = (
         "max_connections = 16\nhash_workers = 1\nmax_pending_checks = 100\n"
         "max_pending_checks_per_source = 100\nauth_failures_per_source = 1000\n"
         "auth_failures_per_user = 1000"
     )
-    with server_process(tmp_path, limits=limits) as server:
-        url = f"{server.url}/nic/update?hostname={HOME}"
-
-        def guess(n: int) -> int:
-            transport = httpx.HTTPTransport(local_address=f"127.0.7.{n + 1}")
-            with httpx.Client(transport=transport, timeout=60) as http:
-                return http.get(url, auth=(f"user{n}", "guess")).status_code
-
-        with ThreadPoolExecutor(16) as pool:
-            held = [pool.submit(guess, n) for n in range(16)]
-            refused = False
-            for _ in range(500):  # bounded: until one is turned away, or the guesses end
-                try:
-                    httpx.get(f"{server.url}/healthz", timeout=5)
-                except httpx.TransportError:
-                    refused = True
-                    break
-                if all(f.done() for f in held):
-                    break
-            assert refused, "no connection was refused while 16 were busy"
-            assert [f.result() for f in held] == [401] * 16  # they were answered in the end
-        health = httpx.get(f"{server.url}/healthz", timeout=10)
-        assert health.status_code == 503
+    costly = PasswordHasher(time_cost=6, memory_cost=65536, parallelism=1).hash(ALICE[1])
+    with server_process(tmp_path, limits=limits, password_hash=costly) as server:
+        guesses = []
+        for n in range(16):
+            sock = socket.create_connection(
+                ("127.0.0.1", server.http_port), source_address=(f"127.0.7.{n + 1}", 0)
+            )
+            wrong = base64.b64encode(f"{ALICE[0]}:guess{n}".encode()).decode()
+            sock.sendall(
+                f"GET /nic/update?hostname={HOME} HTTP/1.1\r\nHost: nicupdate\r\n"
+                f"Authorization: Basic {wrong}\r\nConnection: close\r\n\r\n".encode()
+            )
+            guesses.append(sock)
+        health: httpx.Response | None = None
+        refused = 0
+        for _ in range(5000):  # bounded: until a guess is answered and frees a place
+            try:
+                health = httpx.get(f"{server.url}/healthz", timeout=5)
+                break
+            except httpx.TransportError:
+                refused += 1
+        answers = [status_and_body(read_all(sock))[0] for sock in guesses]
+        for sock in guesses:
+            sock.close()
+        assert refused > 0, "no connection was refused while 16 were busy"
+        assert answers == ["HTTP/1.1 401 Unauthorized"] * 16  # answered in the end
+        assert health is not None and health.status_code == 503
         assert "connections: at the limit of 16 with none idle" in health.text
         assert server.text().count("HTTP connections open, the limit") == 1
 
