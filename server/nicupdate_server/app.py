@@ -99,8 +99,8 @@ def _never() -> bool:
     return False
 
 
-def _nothing() -> None:
-    return None
+async def _sleep(seconds: float) -> None:
+    await asyncio.sleep(seconds)
 
 
 _NONE: dict[str, Any] = {}
@@ -147,23 +147,25 @@ def create_app(
                 answer_body([Code.BADAUTH.value]), 401, headers=challenge, media_type=TEXT
             )
         except TooManyRequests as exc:
-            delay = min(throttle_delay, exc.retry_after)
-            if delay > 0:  # the flood waits, not the server; its connection may be closed
-                connection = request.scope.get("extensions", _NONE).get(CONNECTION, _NONE)
-                connection.get("evictable", _nothing)()
-                await asyncio.sleep(delay)
-            return PlainTextResponse(
-                answer_body([exc.code.value]),
-                429,
-                headers={"Retry-After": retry_after_header(exc.retry_after)},
-                media_type=TEXT,
-            )
+            code, retry_after = exc.code, exc.retry_after  # answered below, without exc:
+            # the wait holds no traceback
         except RequestRejected as exc:
-            lines = [exc.code.value]
+            return PlainTextResponse(answer_body([exc.code.value]), media_type=TEXT)
         except Exception:
             log.exception("update failed; answered 911")
-            lines = [Code.SERVER_ERROR.value]
-        return PlainTextResponse(answer_body(lines), media_type=TEXT)
+            return PlainTextResponse(answer_body([Code.SERVER_ERROR.value]), media_type=TEXT)
+        else:
+            return PlainTextResponse(answer_body(lines), media_type=TEXT)
+        delay = min(throttle_delay, retry_after)
+        if delay > 0:  # the flood waits, not the server; its connection may be closed
+            connection = request.scope.get("extensions", _NONE).get(CONNECTION, _NONE)
+            await connection.get("hold", _sleep)(delay)
+        return PlainTextResponse(
+            answer_body([code.value]),
+            429,
+            headers={"Retry-After": retry_after_header(retry_after)},
+            media_type=TEXT,
+        )
 
     async def myip(request: Request) -> Response:
         address = caller_of(request).address

@@ -42,7 +42,7 @@ from .throttle import source_of
 log = logging.getLogger("nicupdate.http")
 
 # The ASGI scope extension through which a request's handler asks about its
-# connection: {"gone": client_gone, "evictable": evictable} (see GuardedProtocol).
+# connection: {"gone": client_gone, "hold": hold} (see GuardedProtocol).
 CONNECTION = "nicupdate.connection"
 # How long after the last refused connection /healthz keeps reporting it.
 REFUSED_MEMORY = 30.0
@@ -196,8 +196,9 @@ class GuardedProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._lingering: int | None = None  # bytes still dropped before closing
         self._extensions: dict[str, dict[object, object]] = {
-            CONNECTION: {"gone": self.client_gone, "evictable": self.evictable}
+            CONNECTION: {"gone": self.client_gone, "hold": self.hold}
         }
+        self._held: asyncio.Future[None] | None = None  # a held-back answer's wait
         self.source = ""
         self.exempt = False
         self.busy = False  # a whole request is being answered (else it may be closed)
@@ -222,6 +223,8 @@ class GuardedProtocol(HttpToolsProtocol):
         # at once, not by the cyclic garbage collector (a connection flood would make
         # its runs long).
         self._extensions[CONNECTION].clear()
+        if self._held is not None:
+            _wake(self._held)  # the answer it held back has no one to go to
         if self._admitted:
             self._admitted = False
             self.guard.release(self)
@@ -230,6 +233,8 @@ class GuardedProtocol(HttpToolsProtocol):
     def eof_received(self) -> bool:  # type: ignore[override]
         """The client will send nothing more: keep the connection open for its answer."""
         self._eof = True
+        if self._held is not None:
+            _wake(self._held)  # it can send no more on this connection: answer now
         if self._lingering is not None:
             self._stop_deadline()
             return False  # it has read our answer: close
@@ -242,10 +247,22 @@ class GuardedProtocol(HttpToolsProtocol):
         """Whether the client has closed its side (or all) of the connection."""
         return self._eof or self.transport.is_closing()
 
-    def evictable(self) -> None:
-        """The request only waits (a 429 held back): the connection may be closed to
-        make room, as an idle one would."""
+    async def hold(self, seconds: float) -> None:
+        """Wait ``seconds`` before answering (a 429 held back), or until the client
+        closes its side. Meanwhile the connection may be closed to make room, as an idle
+        one would. A client gone ends the wait at once, so that what the request holds is
+        freed at once (a reconnecting flood would otherwise keep a second's worth of them
+        alive)."""
         self.busy = False
+        if self.client_gone():
+            return
+        held = self._held = self.loop.create_future()
+        timer = self.loop.call_later(seconds, _wake, held)
+        try:
+            await held
+        finally:
+            timer.cancel()
+            self._held = None
 
     # -- the request head -------------------------------------------------------------
 
@@ -375,6 +392,11 @@ class GuardedProtocol(HttpToolsProtocol):
         self.transport.write_eof()
         self._lingering = LINGER_BYTES
         self._deadline = self.loop.call_later(LINGER_SECONDS, self.transport.abort)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _address(peer: str | None) -> IPAddress | None:

@@ -99,6 +99,32 @@ def test_an_oversized_or_malformed_head_is_refused_as_it_arrives(
     assert body == status.split(" ", 1)[1] + "\n"
 
 
+def test_a_held_back_429_ends_when_its_client_leaves(tmp_path: Path) -> None:
+    # A locked-out source's answers are held back a minute; one that hangs up must not
+    # leave its request waiting out that minute (a reconnecting flood would pile them up).
+    path = write_config(tmp_path)
+    path.write_text(
+        path.read_text() + "\n[limits]\nauth_failures_per_source = 1\nthrottle_delay = 60\n"
+    )
+    live = start_server(path)
+    try:
+        guess = base64.b64encode(b"mallory:guess").decode()
+        head = f"GET /nic/update?hostname={HOME} HTTP/1.1\r\nHost: x\r\n"
+        head += f"Authorization: Basic {guess}\r\n\r\n"
+        with connect(live, "127.0.8.1") as sock:  # the failure that locks the source out
+            sock.sendall(head.encode())
+            sock.settimeout(30)
+            assert sock.recv(4096).startswith(b"HTTP/1.1 401 ")
+        tasks = live.http.server_state.tasks
+        with connect(live, "127.0.8.1") as sock:
+            sock.sendall(head.encode())
+            wait_for(lambda: len(tasks) == 1, what="the request to be held back")
+        # Hung up: the request ends now, not after throttle_delay.
+        wait_for(lambda: not tasks, timeout=10, what="the held-back request to end")
+    finally:
+        stop_server(live)
+
+
 def test_a_head_streamed_forever_is_answered_while_it_streams(server: LiveServer) -> None:
     with connect(server) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Endless: ")
