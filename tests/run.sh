@@ -6,9 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages: dig (bind9-dnsutils) for the DNS checks, PostgreSQL for the
-# portability tests, wrk for the benchmark, systemd-analyze (systemd) to verify the
-# client's timer units, ip (iproute2) for the client's interface source, and BIND and
-# PowerDNS as primaries for the RFC 2136 tests.
+# portability tests, wrk for the benchmark, systemd-analyze and systemd-sysusers (systemd)
+# to verify the client's timer units and the server's unit (deploy/systemd; its test
+# also needs unshare from util-linux), ip (iproute2) for the client's interface source,
+# and BIND and PowerDNS as primaries for the RFC 2136 tests.
 need=()
 # Python 3.11+ with venv (Debian splits ensurepip into python3-venv).
 command -v python3 >/dev/null 2>&1 || need+=(python3)
@@ -16,6 +17,8 @@ python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 command -v dig >/dev/null 2>&1 && command -v nsupdate >/dev/null 2>&1 || need+=(bind9-dnsutils)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# curl runs the demo's printed update line against the installed wheel (tests/deploy).
+command -v curl >/dev/null 2>&1 || need+=(curl)
 # Real primaries for the rfc2136 backend: BIND 9 and PowerDNS (with its SQLite backend).
 [ -x /usr/sbin/named ] || need+=(bind9)
 [ -x /usr/sbin/pdns_server ] || need+=(pdns-server)
@@ -27,6 +30,21 @@ command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v nc.openbsd >/dev/null 2>&1 || need+=(netcat-openbsd)
 command -v busybox >/dev/null 2>&1 || need+=(busybox)
 command -v prlimit >/dev/null 2>&1 || need+=(util-linux)
+# ddclient as Debian ships it, running the README's configurations (tests/server/test_ddclient.py).
+command -v ddclient >/dev/null 2>&1 || need+=(ddclient)
+# The container image and compose files (tests/deploy/test_container.py), and systemd
+# booted in a container for the server's unit (tests/deploy/test_service.py): podman as
+# root on runc, and debootstrap for a Debian base image, since no registry is reachable.
+command -v podman >/dev/null 2>&1 || need+=(podman)
+command -v runc >/dev/null 2>&1 || need+=(runc)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+# TLS reverse proxies running the shipped deploy/caddy and deploy/nginx examples, and
+# openssl for nginx's test certificate (tests/server/test_reverse_proxy.py).
+command -v caddy >/dev/null 2>&1 || need+=(caddy)
+[ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# promtool checks the /metrics page and a real Prometheus scrapes it (test_metrics.py).
+[ -x /usr/bin/promtool ] && [ -x /usr/bin/prometheus ] || need+=(prometheus)
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
 if ((${#need[@]})); then
   if [ "$(id -u)" -ne 0 ]; then
@@ -35,9 +53,10 @@ if ((${#need[@]})); then
   fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-  # bind9 and pdns-server start system daemons on port 53 when installed; the tests run
-  # their own on free ports, so stop the ones this script just installed.
-  for daemon in named pdns; do
+  # bind9 and pdns-server start system daemons on port 53 when installed (nginx and caddy
+  # on 80 and 443, ddclient its updater, prometheus its server and node exporter on 9090
+  # and 9100); the tests run their own, so stop the ones just installed.
+  for daemon in named pdns nginx caddy ddclient prometheus prometheus-node-exporter; do
     if command -v service >/dev/null 2>&1; then service "$daemon" stop >/dev/null 2>&1 || true; fi
   done
 fi

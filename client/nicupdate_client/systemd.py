@@ -162,6 +162,15 @@ def unit_dir(*, system: bool, env: Mapping[str, str] | None = None) -> Path:
     return Path(config) / "systemd" / "user"
 
 
+def check_reachable(*, system: bool, runner: Runner) -> None:
+    """Raise :class:`CommandError` (suggesting cron) when systemd cannot be reached.
+
+    Asks the service manager for its version, which changes nothing: an install checks
+    this before it copies or writes anything.
+    """
+    _systemctl(runner, system, "show", "--property=Version", hint=_CRON_HINT)
+
+
 def install_timer(
     command: Sequence[str],
     *,

@@ -35,19 +35,27 @@ def _family(family: int, sources: list[str] | None, quorum: int | None) -> dict[
 
 
 def _found_families(raw: dict[str, Any], wanted: dict[int, bool | None]) -> dict[int, bool]:
-    """Families the user left open are enabled where the sources find an address."""
-    if None not in wanted.values():
-        return {family: bool(on) for family, on in wanted.items()}
+    """Families the user left open are enabled where the sources find an address.
+
+    Only the sources of the open families are asked: a family turned on or off with
+    ``--ipv4``/``--ipv6`` is settled already.
+    """
+    found = {family: bool(on) for family, on in wanted.items()}
+    open_families = [family for family, on in sorted(wanted.items()) if on is None]
+    if not open_families:
+        return found
     print("Looking for this machine's public addresses...")
-    verdicts = asyncio.run(detect_all(parse(raw), cooldowns={}, user_agent=USER_AGENT))
-    found = {}
+    asked = dict(raw)
+    for family in wanted:
+        asked[f"ipv{family}"] = {**raw[f"ipv{family}"], "enabled": family in open_families}
+    verdicts = asyncio.run(detect_all(parse(asked), cooldowns={}, user_agent=USER_AGENT))
     for family, verdict in sorted(verdicts.items()):
         print(f"  {family_name(family)}: {verdict.reason}")
-        on = wanted[family]
-        found[family] = verdict.address is not None if on is None else on
+        found[family] = verdict.address is not None
     if not any(found.values()):
-        print("  No address found for either family: enabling IPv4. Check with 'detect'.")
-        found[4] = True
+        fallback = open_families[0]
+        print(f"  No address found: enabling {family_name(fallback)}. Check with 'detect'.")
+        found[fallback] = True
     return found
 
 
@@ -55,6 +63,8 @@ def cmd_init(ctx: Context) -> int:
     args = ctx.args
     if ctx.config_path.exists() and not args.force:
         raise UsageError(f"{ctx.config_path} exists: pass --force to replace it")
+    if args.ipv4 is False and args.ipv6 is False:
+        raise UsageError("--no-ipv4 and --no-ipv6 leave nothing to update: drop one of them")
     raw: dict[str, Any] = {
         "server": _ask(args.server, "Server URL (e.g. https://ddns.example.com): ", "--server"),
         "hostnames": args.hostname or [_ask(None, "Host name to update: ", "--hostname")],
@@ -64,6 +74,9 @@ def cmd_init(ctx: Context) -> int:
         "ipv4": _family(4, args.source4, args.quorum),
         "ipv6": _family(6, args.source6, args.quorum),
     }
+    for family, on in ((4, args.ipv4), (6, args.ipv6)):
+        if on is not None:
+            raw[f"ipv{family}"]["enabled"] = on
     parse(raw)  # a mistyped URL or host name is reported before the secret is asked for
     secret = read_secret(args)
     for family, on in _found_families(raw, {4: args.ipv4, 6: args.ipv6}).items():

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .auth import hash_password, new_token, token_digest
 from .config import Config
-from .models import Host, Meta, Record, User, Zone, applied, sync_errors
+from .models import Host, Meta, Record, UpdateLog, User, Zone, applied, sync_errors
 from .names import InvalidName, normalize_fqdn
 from .state import ADMIN_REVISION
 from .store import next_serial
@@ -50,6 +50,33 @@ class HostRow:
     pending: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Per backend: its last error for this host, until an apply succeeds.
     errors: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRow:
+    """One answer of the update history (times in UTC)."""
+
+    at: datetime
+    caller: str
+    user_agent: str
+    old: str  # "A 203.0.113.7; AAAA 2001:db8::7"
+    new: str
+    answer: str  # as sent; empty if the server stopped before answering
+    detail: str
+    confirmed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    fqdn: str
+    rows: list[HistoryRow]  # oldest first
+    exists: bool  # False: a removed host, whose history is kept until it is pruned
+    nochg_count: int = 0
+
+
+def utc(value: datetime) -> datetime:
+    """A time read from the database, in UTC (SQLite gives it without a zone)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def check_user_name(name: str) -> None:
@@ -217,6 +244,39 @@ class Admin:
             zone_row = await session.get(Zone, name)
             if zone_row is not None:
                 zone_row.serial = next_serial(zone_row.serial)
+
+    async def host_history(
+        self, fqdn_text: str, *, since: datetime | None = None, limit: int | None = None
+    ) -> History:
+        """The newest ``limit`` answers (all if None) since ``since``, oldest first."""
+        fqdn = self._fqdn(fqdn_text)
+        async with self._sessions() as session:
+            host = await session.scalar(select(Host).where(Host.fqdn == fqdn))
+            query = select(UpdateLog).where(UpdateLog.fqdn == fqdn)
+            if since is not None:
+                query = query.where(UpdateLog.at >= since)
+            query = query.order_by(UpdateLog.at.desc(), UpdateLog.id.desc()).limit(limit)
+            entries = list(await session.scalars(query))
+            if host is None and not entries:
+                any_row = await session.scalar(select(UpdateLog.id).where(UpdateLog.fqdn == fqdn))
+                if any_row is None:
+                    raise AdminError(
+                        f"no host named {fqdn_text!r} and no history of one (see: host list)"
+                    )
+            rows = [
+                HistoryRow(
+                    utc(entry.at),
+                    entry.caller,
+                    entry.user_agent,
+                    entry.old_value,
+                    entry.new_value,
+                    entry.answer,
+                    entry.detail,
+                    None if entry.confirmed_at is None else utc(entry.confirmed_at),
+                )
+                for entry in reversed(entries)
+            ]
+            return History(fqdn, rows, host is not None, host.nochg_count if host else 0)
 
     async def list_hosts(self) -> list[HostRow]:
         async with self._sessions() as session:

@@ -14,7 +14,7 @@ import ipaddress
 import logging
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,8 +25,12 @@ from .addresses import IPAddress
 from .config import IPNetwork
 from .connections import CONNECTION
 from .dyndns import Code, RequestRejected, answer_body, parse_basic_auth, parse_update
+from .logformat import begin_request
 from .throttle import retry_after_header
 from .updates import Caller, TooManyRequests, Unauthorized, UpdateService
+
+if TYPE_CHECKING:
+    from .metrics import Metrics  # imported only when metrics are enabled
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +118,13 @@ def create_app(
     realm: str,
     health: Callable[[], Awaitable[list[str]]],
     throttle_delay: float = 0.0,
+    metrics: Metrics | None = None,
+    metrics_allow: Sequence[IPNetwork] | None = None,
 ) -> Starlette:
     """The routes. ``health()`` lists what is wrong with the server (empty: nothing);
-    a 429 answer is held back ``throttle_delay`` seconds (at most its Retry-After)."""
+    a 429 answer is held back ``throttle_delay`` seconds (at most its Retry-After).
+    With ``metrics``, updates are counted and timed, and ``metrics_allow`` (None: not
+    here) are the callers /metrics is shown to; others get 404."""
     challenge = {"WWW-Authenticate": f'Basic realm="{realm}", charset="UTF-8"'}
 
     def caller_of(request: Request) -> Caller:
@@ -131,6 +139,7 @@ def create_app(
         )
 
     async def update(request: Request) -> Response:
+        begin_request(request.scope, trusted_proxies)  # the request id of its log lines
         if request.method not in UPDATE_METHODS:
             return PlainTextResponse(
                 answer_body([Code.BADAGENT.value]),
@@ -179,6 +188,20 @@ def create_app(
 
     # Every method reaches the handler, which answers the unsupported ones itself.
     all_methods = [*UPDATE_METHODS, "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"]
-    routes = [Route(path, update, methods=all_methods) for path in UPDATE_PATHS]
+    handler = update if metrics is None else metrics.observe_updates(update)
+    routes = [Route(path, handler, methods=all_methods) for path in UPDATE_PATHS]
     routes += [Route("/myip", myip), Route("/healthz", healthz)]
+    if metrics is not None and metrics_allow is not None:
+        page, allow = metrics.page, tuple(metrics_allow)
+
+        async def metrics_page(request: Request) -> Response:
+            address = caller_of(request).address  # behind a trusted proxy: the caller
+            if address is None or not any(address in network for network in allow):
+                return PlainTextResponse("Not Found", 404)  # as for any unknown page
+            if request.method not in ("GET", "HEAD"):
+                return PlainTextResponse("Method Not Allowed", 405, headers={"Allow": "GET"})
+            return await page(request)
+
+        # Every method: to a caller not allowed, /metrics is not there whatever it sends.
+        routes.append(Route("/metrics", metrics_page, methods=all_methods))
     return Starlette(routes=routes)

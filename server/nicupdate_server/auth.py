@@ -121,6 +121,17 @@ class Authenticator:
             standing=self.limiter.standing,
         )
         self._summary = summary or LogSummary(log, limits.log_interval)
+        self.failures = 0  # failed logins since the start (read by /metrics)
+
+    def configure(self, limits: LimitSettings) -> None:
+        """New limits (a reload): lock-outs, the queue of checks and its threads."""
+        self.limiter.configure(limits)
+        self.checks.configure(
+            workers=limits.hash_workers,
+            max_pending=limits.max_pending_checks,
+            max_per_source=limits.max_pending_checks_per_source,
+        )
+        self._summary.configure(limits.log_interval)
 
     def use_state(self, state: State) -> None:
         self._state = state
@@ -191,6 +202,7 @@ class Authenticator:
 
     def _failed(self, source: str, username: str) -> None:
         """Count and log a failed login."""
+        self.failures += 1
         self._summary.note("badauth", source, repr(username))
         lockout = self.limiter.failed(source, username)
         if lockout is not None:

@@ -93,6 +93,20 @@ class PasswordChecks:
         self._cost = INITIAL_COST  # seconds per check, a moving average
         self._closed = False
 
+    def configure(self, *, workers: int, max_pending: int, max_per_source: int) -> None:
+        """New bounds (a reload). Another number of threads takes a new pool; checks on
+        the old one finish there."""
+        self._max_pending = max_pending
+        self._max_per_source = max_per_source
+        if workers != self._workers:
+            old, self._workers = self._executor, workers
+            self._executor = ThreadPoolExecutor(
+                workers, thread_name_prefix="nicupdate-hash", initializer=_lower_priority
+            )
+            old.shutdown(wait=False)
+        while self._running < self._workers and (job := self._next()) is not None:
+            self._start(job)
+
     @property
     def pending(self) -> int:
         """Checks waiting for a thread."""

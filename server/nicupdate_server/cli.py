@@ -9,12 +9,15 @@ import os
 import secrets
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from . import __version__
 from .config import Config, ConfigError, find_config_file, load_config
+from .listeners import StartupError, shown
 
 PROG = "nicupdate-server"
+PASSWORD_ATTEMPTS = 3  # at a terminal: a refused password is asked for again this often
 T = TypeVar("T")
 
 
@@ -39,10 +42,21 @@ def _read_password(args: argparse.Namespace) -> str:
         return password
     if not sys.stdin.isatty():
         raise CliError("no terminal to ask for the password: pass --password-stdin")
-    first = getpass.getpass("Password: ")
-    if first != getpass.getpass("Repeat password: "):
-        raise CliError("the passwords do not match")
-    return first
+    from .admin import AdminError, check_password
+
+    for attempt in range(1, PASSWORD_ATTEMPTS + 1):
+        first = getpass.getpass("Password: ")
+        try:
+            check_password(first)
+        except AdminError as exc:
+            problem = str(exc)
+        else:
+            if first == getpass.getpass("Repeat password: "):
+                return first
+            problem = "the passwords do not match"
+        if attempt < PASSWORD_ATTEMPTS:
+            print(f"{problem}; try again", file=sys.stderr)
+    raise CliError(f"no password set after {PASSWORD_ATTEMPTS} attempts: {problem}")
 
 
 def _when(value: Any) -> str:
@@ -90,9 +104,17 @@ def cmd_host(config: Config, args: argparse.Namespace) -> int:
         token = _run(_with_admin(config, lambda a: a.add_host(args.fqdn, args.owner)))
         print(f"host {args.fqdn} added for {args.owner}")
         print(f"host token (shown once; user name = {args.fqdn}): {token}")
+        print(
+            f"a running server answers for it after its next check for changes (every "
+            f"{config.server.reload_interval:g} s, server.reload_interval); until then: nohost"
+        )
     elif args.action == "token":
         token = _run(_with_admin(config, lambda a: a.rotate_token(args.fqdn)))
-        print(f"new host token for {args.fqdn} (the old one no longer works): {token}")
+        print(f"new host token for {args.fqdn}: {token}")
+        print(
+            f"a running server takes it, and refuses the old one, after its next check for "
+            f"changes (every {config.server.reload_interval:g} s, server.reload_interval)"
+        )
     elif args.action == "remove":
         _run(_with_admin(config, lambda a: a.remove_host(args.fqdn)))
         print(f"host {args.fqdn} removed")
@@ -101,8 +123,16 @@ def cmd_host(config: Config, args: argparse.Namespace) -> int:
             print(f"host {args.fqdn} unblocked: it may update again")
         else:
             print(f"host {args.fqdn} was not blocked")
+    elif args.action == "log":
+        return _host_log(config, args)
     elif args.action == "list":
+        from .listing import columns, hosts_json
+
         rows = _run(_with_admin(config, lambda a: a.list_hosts()))
+        if args.json:
+            for line in hosts_json(rows):
+                print(line)
+            return 0
         if not rows:
             print(f"no hosts yet: add one with `{PROG} host add FQDN --owner NAME`")
             return 0
@@ -136,14 +166,39 @@ def cmd_host(config: Config, args: argparse.Namespace) -> int:
             )
             for row in rows
         ]
-        widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-        for line in table:
-            print(
-                "  ".join(
-                    cell.ljust(width) for cell, width in zip(line, widths, strict=True)
-                ).rstrip()
-            )
+        for line in columns(table):
+            print(line)
     return 0
+
+
+def _host_log(config: Config, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from .listing import history_json, history_table, parse_since
+
+    since = None
+    if args.since is not None:
+        try:
+            since = parse_since(args.since, datetime.now(UTC))
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    if not args.limit.isdigit():
+        raise CliError(f"--limit: {args.limit!r} is not a number of answers (0: all)")
+    limit = int(args.limit) or None
+    history = _run(
+        _with_admin(config, lambda a: a.host_history(args.fqdn, since=since, limit=limit))
+    )
+    for line in history_json(history) if args.json else history_table(history, since):
+        print(line)
+    return 0
+
+
+def _check_database(config: Config) -> None:
+    from .db import sqlite_location_problem
+
+    problem = sqlite_location_problem(config.server.database)
+    if problem is not None:
+        raise ConfigError(problem)
 
 
 def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
@@ -154,13 +209,20 @@ def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
             create_backend(name, table)
         except BackendUnavailable as exc:
             raise ConfigError(str(exc)) from None
+    _check_database(config)
     zones = ", ".join(
         f"{z.name} (backend {' + '.join(z.backends)}, ttl {z.ttl})" for z in config.zones
     )
     where = args.config_path or "built-in defaults"
+    if not config.dns.enabled:
+        dns = "off"
+    elif not any("builtin" in z.backends for z in config.zones):
+        dns = "off (no zone uses the builtin backend)"
+    else:
+        dns = shown(*config.dns.endpoint)
     print(
-        f"configuration OK ({where}): HTTP {config.server.listen}, "
-        f"DNS {config.dns.listen if config.dns.enabled else 'off'}, zones: {zones}"
+        f"configuration OK ({where}): HTTP {shown(*config.server.endpoint)}, "
+        f"DNS {dns}, zones: {zones}"
     )
     for fqdn, reason in _run(_reserved_hosts(config)):
         print(
@@ -222,26 +284,30 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     from .backends import BackendUnavailable
     from .runtime import Runtime, serve, setup_logging
 
-    setup_logging(config.server.log_level)
+    setup_logging(config.server.log_level, config.server.log_format)
+    _check_database(config)
     try:
         runtime = Runtime(config)
     except BackendUnavailable as exc:
         raise ConfigError(str(exc)) from None
-    if args.demo:
-        user, password, fqdn = _run(_demo(config))
-        host, port = config.server.endpoint
-        dns_host, dns_port = config.dns.endpoint
-        print(
-            f"Demo account ready: user {user!r}, password {password!r}, host {fqdn}\n"
-            f"Try it:\n"
-            f"  curl -u {user}:{password} "
-            f"'http://{host}:{port}/nic/update?hostname={fqdn}&myip=203.0.113.7'\n"
-            f"  dig @{dns_host} -p {dns_port} {fqdn} A\n",
-            flush=True,
-        )
+    demo = _run(_demo(config)) if args.demo else None
 
-    def explain_if_empty(started: Runtime) -> None:
-        if not started.state.users:
+    def explain(started: Runtime) -> None:
+        if demo is not None:
+            user, password, fqdn = demo
+            host, port = config.server.endpoint
+            lines = [
+                f"Demo account ready: user {user!r}, password {password!r}, host {fqdn}",
+                "Try it:",
+                f"  curl -u {user}:{password} "
+                f"'http://{shown(host, port)}/nic/update?hostname={fqdn}&myip=203.0.113.7'",
+            ]
+            if started.dns is not None:  # only a DNS server that really listens
+                lines.append(f"  dig @{config.dns.endpoint[0]} -p {started.dns.port} {fqdn} A")
+            else:
+                lines.append("  (no built-in DNS here: dns.enabled is off or no zone uses it)")
+            print("\n".join(lines) + "\n", flush=True)
+        elif not started.state.users:
             print(
                 f"No accounts yet. Create one and a host, in another terminal:\n"
                 f"  {PROG} user add alice\n"
@@ -251,7 +317,8 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
             )
 
     try:
-        _run(serve(runtime, explain_if_empty))
+        path = Path(args.config_path) if args.config_path else None
+        _run(serve(runtime, explain, load=lambda: load_config(path)))
     except KeyboardInterrupt:
         pass
     return 0
@@ -285,6 +352,22 @@ def cmd_reconcile(config: Config, args: argparse.Namespace) -> int:
     elif not failed:
         print("all backends have the desired records")
     return 1 if failed or not result.settled else 0
+
+
+def cmd_backup(config: Config, args: argparse.Namespace) -> int:
+    from .backup import BackupError, backup_sqlite, pg_dump_command, sqlite_path
+
+    database = sqlite_path(config.server.database)
+    if database is None:
+        command = pg_dump_command(
+            config.server.database, config.server.database_password_file, args.path
+        )
+        raise CliError(f"server.database is PostgreSQL: back it up with `{command}`")
+    try:
+        print(backup_sqlite(database, args.path, force=args.force).summary())
+    except BackupError as exc:
+        raise CliError(str(exc)) from None
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -328,7 +411,19 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--owner", required=True, help="the account that may update it")
     token = host_actions.add_parser("token", help="replace a host's token")
     token.add_argument("fqdn")
-    host_actions.add_parser("list", help="list hosts with addresses and last results")
+    listing = host_actions.add_parser("list", help="list hosts with addresses and last results")
+    listing.add_argument("--json", action="store_true", help="one JSON object per host and line")
+    history = host_actions.add_parser(
+        "log", help="a host's update history: every answer but nochg, oldest first"
+    )
+    history.add_argument("fqdn")
+    history.add_argument(
+        "--since", metavar="WHEN", help="only answers since: 90s, 30m, 12h, 7d, 2w, or a UTC date"
+    )
+    history.add_argument(
+        "--limit", metavar="N", default="50", help="the newest N answers (default 50; 0: all)"
+    )
+    history.add_argument("--json", action="store_true", help="one JSON object per answer and line")
     host_remove = host_actions.add_parser("remove", help="remove a host and its records")
     host_remove.add_argument("fqdn")
     unblock = host_actions.add_parser(
@@ -347,6 +442,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate the configuration")
     check.set_defaults(func=cmd_check_config)
+
+    backup = commands.add_parser(
+        "backup", help="write a consistent copy of the live SQLite database (docs/backup.md)"
+    )
+    backup.add_argument("path", metavar="PATH", help="the file to write (0600)")
+    backup.add_argument("--force", action="store_true", help="replace PATH if it exists")
+    backup.set_defaults(func=cmd_backup)
     return parser
 
 
@@ -369,6 +471,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (AdminError, CliError, DatabaseError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
+    except StartupError as exc:
+        print(f"{PROG}: cannot start: {exc}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

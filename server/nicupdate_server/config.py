@@ -32,7 +32,9 @@ DEFAULT_FILE = "nicupdate.toml"
 DEMO_ZONE = "dyn.example.test"
 _DEMO_ZONE_TABLE = {"name": DEMO_ZONE, "nameserver_addresses": ["127.0.0.1"]}
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 DATABASE_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+METRICS_PORT = 8246  # metrics.listen without a port
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -76,13 +78,18 @@ def _boolean(value: Any) -> bool:
     return value
 
 
+def _plain(number: float) -> str:
+    """``1000000``, ``0.01``: never ``1e+06``."""
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
+
+
 def _number(low: float, high: float, *, integer: bool) -> Parse:
     def parse(value: Any) -> Any:
         kinds = (int,) if integer else (int, float)
         if isinstance(value, bool) or not isinstance(value, kinds):
             raise ValueError(f"must be {'an integer' if integer else 'a number'} (got {value!r})")
         if not low <= value <= high:
-            raise ValueError(f"must be between {low:g} and {high:g} (got {value!r})")
+            raise ValueError(f"must be between {_plain(low)} and {_plain(high)} (got {value!r})")
         return value
 
     return parse
@@ -125,9 +132,18 @@ def _fqdn(value: Any) -> str:
 
 def _network(value: Any) -> IPNetwork:
     try:
-        return ipaddress.ip_network(str(value), strict=False)
+        return ipaddress.ip_network(str(value))
+    except ValueError:
+        pass
+    try:  # 192.0.2.10/24: one address, or the whole network? Ask rather than guess.
+        network = ipaddress.ip_network(str(value), strict=False)
     except ValueError:
         raise ValueError(f"{value!r} is not an address or network (CIDR)") from None
+    address = str(value).partition("/")[0]
+    raise ValueError(
+        f"{value!r} has host bits set: write the network {str(network)!r} "
+        f"or the single address {address!r}"
+    )
 
 
 def _address(value: Any) -> IPAddress:
@@ -214,6 +230,11 @@ class ServerSettings:
     blocked_agents: tuple[str, ...] = _key((), _list_of(_string, "strings"))
     access_log: bool = _key(False, _boolean)
     log_level: str = _key("info", _choice(LOG_LEVELS))
+    # "json": one JSON object per line (time, level, logger, event, host, caller, ...).
+    log_format: str = _key("text", _choice(LOG_FORMATS))
+    # HTTPS on `listen`: PEM files, re-read on reload (SIGHUP). Both or neither.
+    tls_certificate: Path | None = _key(None, _path)
+    tls_key: Path | None = _key(None, _path)
     # How often the running server looks for account and host changes made by the CLI.
     reload_interval: float = _key(1.0, _number(0.01, 3600, integer=False))
     # How long a request waits for DNS to confirm its change before answering 911
@@ -222,6 +243,19 @@ class ServerSettings:
     # Back-off between attempts while a backend is unreachable: doubling, with jitter.
     retry_initial: float = _key(1.0, _number(0.01, 3600, integer=False))
     retry_max: float = _key(300.0, _number(0.01, 86400, integer=False))
+    # Days the update history is kept (`host log`); 0 keeps it forever.
+    history_days: int = _key(90, _number(0, 36500, integer=True))
+
+    def __post_init__(self) -> None:
+        if self.retry_max < self.retry_initial:
+            raise ConfigError(
+                f"server.retry_max: must be at least server.retry_initial ({self.retry_initial:g})"
+            )
+        if (self.tls_certificate is None) != (self.tls_key is None):
+            missing = "tls_key" if self.tls_key is None else "tls_certificate"
+            raise ConfigError(
+                f"server.{missing}: missing (server.tls_certificate and server.tls_key go together)"
+            )
 
     @property
     def endpoint(self) -> tuple[str, int]:
@@ -251,6 +285,32 @@ class DnsSettings:
     @property
     def endpoint(self) -> tuple[str, int]:
         return parse_endpoint(self.listen, 53)
+
+
+def _metrics_listen(value: Any) -> str:
+    text = _string(value)
+    if text:
+        parse_endpoint(text, METRICS_PORT)
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """Prometheus metrics at ``/metrics`` (:mod:`.metrics`)."""
+
+    enabled: bool = _key(True, _boolean)
+    # "": on the HTTP listener (server.listen), for the callers in `allow` only;
+    # "IP:PORT": on a listener of its own, for everyone who reaches it, and not on the other.
+    listen: str = _key("", _metrics_listen)
+    allow: tuple[IPNetwork, ...] = _key(
+        (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")),
+        _list_of(_network, "CIDRs"),
+    )
+
+    @property
+    def endpoint(self) -> tuple[str, int] | None:
+        """Where its own listener is; None: on the HTTP listener."""
+        return parse_endpoint(self.listen, METRICS_PORT) if self.listen else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,6 +397,9 @@ class Config:
     server: ServerSettings = _key(ServerSettings(), lambda v: _build(ServerSettings, v, "server"))
     dns: DnsSettings = _key(DnsSettings(), lambda v: _build(DnsSettings, v, "dns"))
     limits: LimitSettings = _key(LimitSettings(), lambda v: _build(LimitSettings, v, "limits"))
+    metrics: MetricsSettings = _key(
+        MetricsSettings(), lambda v: _build(MetricsSettings, v, "metrics")
+    )
     zones: tuple[ZoneSettings, ...] = _key(
         (_build(ZoneSettings, _DEMO_ZONE_TABLE, "zones[0]"),), _zones
     )
@@ -394,33 +457,84 @@ def _parse_env_value(text: str) -> Any:
         return text
 
 
-def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
-    for name, text in sorted(environ.items()):
-        if not name.startswith(ENV_PREFIX) or "__" not in name or name == "NICUPDATE_CONFIG":
-            continue
+def _env_order(name: str) -> list[tuple[int, int, str]]:
+    """Sort key: list items in numeric order (``__2`` before ``__10``)."""
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in name.lower().split("__")]
+
+
+def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
+    """Apply ``NICUPDATE_<SECTION>__<KEY>`` variables to ``raw``; return which variable
+    set which key (``zones[0].ttl`` -> ``NICUPDATE_ZONES__0__TTL``)."""
+    origins: dict[str, str] = {}
+    names = [n for n in environ if n.startswith(ENV_PREFIX) and "__" in n[len(ENV_PREFIX) :]]
+    for name in sorted(names, key=_env_order):
         path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
         node: Any = raw
-        for depth, part in enumerate(path[:-1]):
-            following = path[depth + 1]
+        dotted = ""
+        for depth, part in enumerate(path):
+            last = depth == len(path) - 1
+            value = _parse_env_value(environ[name]) if last else None
             if isinstance(node, list):
-                if not part.isdigit() or int(part) >= len(node):
-                    raise ConfigError(f"{name}: no list item {part} to override")
+                if not part.isdigit() or int(part) > len(node):
+                    raise ConfigError(
+                        f"{name}: no list item {part} to set: the list has {len(node)}, "
+                        f"and a new item must be the next one ({len(node)})"
+                    )
+                dotted += f"[{part}]"
+                if int(part) == len(node):  # a new item at the end
+                    following = "" if last else path[depth + 1]
+                    node.append(value if last else [] if following.isdigit() else {})
+                elif last:
+                    node[int(part)] = value
                 node = node[int(part)]
                 continue
             if not isinstance(node, dict):
-                raise ConfigError(f"{name}: {'.'.join(path[:depth])} is not a table")
-            if part not in node:
-                node[part] = [] if following.isdigit() else {}
+                raise ConfigError(f"{name}: {dotted} is not a table")
+            dotted += f".{part}" if dotted else part
+            if last:
+                node[part] = value
+            elif part not in node:
+                node[part] = [] if path[depth + 1].isdigit() else {}
             node = node[part]
-        leaf = path[-1]
-        if isinstance(node, list):
-            if not leaf.isdigit() or int(leaf) >= len(node):
-                raise ConfigError(f"{name}: no list item {leaf} to override")
-            node[int(leaf)] = _parse_env_value(text)
-        elif isinstance(node, dict):
-            node[leaf] = _parse_env_value(text)
-        else:
-            raise ConfigError(f"{name}: {'.'.join(path[:-1])} is not a table")
+        origins[dotted] = name
+    return origins
+
+
+# NICUPDATE_ variables that are not configuration keys: the file's name, the client's.
+OTHER_VARIABLES = frozenset({"NICUPDATE_CONFIG", "NICUPDATE_CLIENT_CONFIG", "NICUPDATE_PASSWORD"})
+
+
+def _named_variables(node: Any) -> set[str]:
+    """The variables that ``*_env`` keys name (``tsig_secret_env = "NICUPDATE_TSIG"``)."""
+    if isinstance(node, dict):
+        found = {v for k, v in node.items() if k.endswith("_env") and isinstance(v, str)}
+        for value in node.values():
+            found |= _named_variables(value)
+        return found
+    if isinstance(node, list):
+        return set().union(*(_named_variables(item) for item in node))
+    return set()
+
+
+def _check_variables(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """A ``NICUPDATE_`` variable that sets nothing is a typo: say so, never ignore it."""
+    named = _named_variables(raw)
+    for name in sorted(environ):
+        rest = name[len(ENV_PREFIX) :]
+        if not name.startswith(ENV_PREFIX) or "__" in rest:
+            continue
+        if name in OTHER_VARIABLES or name in named:
+            continue
+        hint = ""
+        for section in (f.name for f in fields(Config) if f.init):
+            if rest.lower().startswith(section + "_"):
+                key = rest[len(section) + 1 :].upper()
+                hint = f" (did you mean {ENV_PREFIX}{section.upper()}__{key}?)"
+                break
+        raise ConfigError(
+            f"{name}: not a configuration variable: keys are set as "
+            f"{ENV_PREFIX}<SECTION>__<KEY>, with two underscores{hint}"
+        )
 
 
 def find_config_file(explicit: str | None, environ: Mapping[str, str]) -> Path | None:
@@ -450,11 +564,16 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     if "zones" not in raw and any(k.startswith(ENV_PREFIX + "ZONES__") for k in environ):
         raw["zones"] = [dict(_DEMO_ZONE_TABLE)]  # overriding the built-in demo zone
-    _apply_env(raw, environ)
+    origins = _apply_env(raw, environ)
+    _check_variables(raw, environ)
     try:
         config = _build(Config, raw, "")
     except ConfigError as exc:
-        raise ConfigError(f"{exc}{where}") from None
+        message = str(exc)
+        for dotted, name in origins.items():
+            if message.startswith((f"{dotted}:", f"{dotted}.")):
+                raise ConfigError(f"{message} (set by {name})") from None
+        raise ConfigError(f"{message}{where}") from None
     if config.server.database_password_file is not None:
         read_secret_file(config.server.database_password_file, "server.database_password_file")
     return config

@@ -87,6 +87,14 @@ class ConnectionGuard:
         self._at_limit = False
         self._limit_logged = 0.0
 
+    def configure(
+        self, limits: LimitSettings, max_connections: int, trusted_proxies: Sequence[IPNetwork]
+    ) -> None:
+        """New limits (a reload): the caps at once, the head limits for new connections."""
+        self.limits = limits
+        self.max_connections = max_connections
+        self._trusted = tuple(trusted_proxies)
+
     @property
     def open(self) -> int:
         return len(self._open)

@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 # The newest migration in migrations/versions; a test checks they agree.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 MIGRATE_URL_ENV = "NICUPDATE_MIGRATE_URL"
 PRIVATE = 0o600
 # SQLite's companions of the database file (they take the database's mode when created).
@@ -79,6 +79,26 @@ def make_private(path: str) -> None:
                 log.warning("%s was readable by others (mode %o): made it 0600", name, mode)
         except OSError:
             continue  # absent, or not ours to change
+
+
+def sqlite_location_problem(url: str) -> str | None:
+    """What keeps an SQLite database at ``url`` from being created or written, as one
+    line naming ``server.database`` and the path; None when there is nothing wrong (or
+    the database is not SQLite). SQLite writes beside the file (-wal, -shm): its
+    directory must be writable too."""
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    path = os.path.abspath(database)
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        return f"server.database: the directory {directory} does not exist (create it first)"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"server.database: the directory {directory} is not writable by this user"
+    if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
+        return f"server.database: {path} is not writable by this user"
+    return None
 
 
 def describe(url: str) -> str:

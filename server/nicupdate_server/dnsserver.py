@@ -12,6 +12,7 @@ import asyncio
 import functools
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -188,18 +189,27 @@ def answer(data: AuthoritativeData, wire: bytes, *, max_size: int | None) -> byt
     EDNS, else the client's payload size within 512..1232); TCP passes ``TCP_MAX``.
     Nothing is sent back to responses (QR set) or to fragments shorter than a header.
     """
+    replied = respond(data, wire, max_size=max_size)
+    return None if replied is None else replied[0]
+
+
+def respond(
+    data: AuthoritativeData, wire: bytes, *, max_size: int | None
+) -> tuple[bytes, dns.rcode.Rcode] | None:
+    """:func:`answer`, with the rcode of the reply."""
     if len(wire) < _HEADER or wire[2] & 0x80:
         return None
     opcode = dns.opcode.from_flags(int.from_bytes(wire[2:4], "big"))
     if opcode not in (dns.opcode.QUERY, dns.opcode.UPDATE, dns.opcode.NOTIFY):
-        return _header_reply(wire, dns.rcode.NOTIMP)
+        return _header_reply(wire, dns.rcode.NOTIMP), dns.rcode.NOTIMP
     try:
         query = dns.message.from_wire(wire)
     except dns.message.UnknownTSIGKey:
-        return _header_reply(wire, dns.rcode.NOTAUTH)  # we know no TSIG keys
+        # We know no TSIG keys.
+        return _header_reply(wire, dns.rcode.NOTAUTH), dns.rcode.NOTAUTH
     except Exception as exc:  # dnspython raises many kinds on malformed input
         _log.debug("malformed DNS message: %r", exc)
-        return _header_reply(wire, dns.rcode.FORMERR)
+        return _header_reply(wire, dns.rcode.FORMERR), dns.rcode.FORMERR
     response = dns.message.make_response(query, our_payload=EDNS_PAYLOAD)
     response.flags |= query.flags & dns.flags.CD
     if query.edns >= 0:
@@ -221,12 +231,13 @@ def answer(data: AuthoritativeData, wire: bytes, *, max_size: int | None) -> byt
             _log.exception("internal error answering %s", query.question[0])
             response = dns.message.make_response(query, our_payload=EDNS_PAYLOAD)
             response.set_rcode(dns.rcode.SERVFAIL)
-    return _render(response, limit)
+    return _render(response, limit), response.rcode()
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, data: AuthoritativeData) -> None:
+    def __init__(self, data: AuthoritativeData, rcodes: Counter[dns.rcode.Rcode]) -> None:
         self._data = data
+        self._rcodes = rcodes
         self._transport: asyncio.DatagramTransport | None = None
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -235,9 +246,10 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         try:
-            reply = answer(self._data, data, max_size=None)
-            if reply is not None and self._transport is not None:
-                self._transport.sendto(reply, addr)
+            replied = respond(self._data, data, max_size=None)
+            if replied is not None and self._transport is not None:
+                self._transport.sendto(replied[0], addr)
+                self._rcodes[replied[1]] += 1
         except Exception:
             _log.debug("dropped a UDP packet from %s", addr, exc_info=True)
 
@@ -261,6 +273,8 @@ class DnsServer:
         self._tcp: asyncio.Server | None = None
         self._clients: dict[asyncio.StreamWriter, asyncio.Task[Any]] = {}
         self._closing = False
+        # Replies sent, by rcode, over UDP and TCP (read by /metrics).
+        self.rcodes: Counter[dns.rcode.Rcode] = Counter()
 
     @property
     def port(self) -> int:
@@ -272,7 +286,7 @@ class DnsServer:
         attempts = 5 if self._port == 0 else 1
         for attempt in range(attempts):
             transport, protocol = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self._data), local_addr=(self._host, self._port)
+                lambda: _UdpProtocol(self._data, self.rcodes), local_addr=(self._host, self._port)
             )
             port: int = transport.get_extra_info("sockname")[1]
             try:
@@ -313,9 +327,11 @@ class DnsServer:
                 async with asyncio.timeout(TCP_IDLE_TIMEOUT):
                     size = int.from_bytes(await reader.readexactly(2), "big")
                     wire = await reader.readexactly(size)
-                reply = answer(self._data, wire, max_size=TCP_MAX)
-                if reply is None:
+                replied = respond(self._data, wire, max_size=TCP_MAX)
+                if replied is None:
                     break  # a response or a fragment: the stream is not DNS queries
+                reply, rcode = replied
+                self.rcodes[rcode] += 1
                 writer.write(len(reply).to_bytes(2, "big") + reply)
                 async with asyncio.timeout(TCP_IDLE_TIMEOUT):
                     await writer.drain()

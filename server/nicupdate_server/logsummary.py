@@ -44,6 +44,10 @@ class LogSummary:
         self._shown: dict[str, int] = {}  # per kind: sources logged at once this interval
         self._timer: asyncio.TimerHandle | None = None
 
+    def configure(self, interval: float) -> None:
+        """A new interval between summaries (a reload), from the next one on."""
+        self._interval = interval
+
     def note(self, kind: str, source: str, example: str = "", level: int = logging.INFO) -> None:
         """One event of ``kind`` (``"badauth"``) from ``source``; ``example`` shows what."""
         key = (kind, source)

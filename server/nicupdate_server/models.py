@@ -84,6 +84,8 @@ class Zone(Base):
 
 
 class UpdateLog(Base):
+    """The update history (``history.py``): one row per answer other than ``nochg``."""
+
     __tablename__ = "update_log"
     __table_args__ = (Index("ix_update_log_fqdn_at", "fqdn", "at"),)
 
@@ -94,7 +96,12 @@ class UpdateLog(Base):
     user_agent: Mapped[str] = mapped_column(String(255))
     old_value: Mapped[str] = mapped_column(Text)
     new_value: Mapped[str] = mapped_column(Text)
+    # The answer line as sent (``good 203.0.113.7``, ``911``); empty until it is sent.
     answer: Mapped[str] = mapped_column(String(255))
+    # Why, when the answer does not say (``not confirmed by DNS within 2 s``).
+    detail: Mapped[str] = mapped_column(Text, server_default="")
+    # When every backend of the zone had the host's records of this update.
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Meta(Base):

@@ -39,13 +39,17 @@ class HostLimits:
     def __init__(
         self, limits: LimitSettings, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
+        self._clock = clock
+        self._buckets: dict[int, _Bucket] = {}
+        self._windows: dict[int, _Window] = {}
+        self.configure(limits)
+
+    def configure(self, limits: LimitSettings) -> None:
+        """New limits (a reload); the tokens and counts so far are kept."""
         self._burst = float(limits.host_update_burst)
         self._interval = limits.host_update_interval
         self._threshold = limits.abuse_nochg_threshold
         self._slice = limits.abuse_window / SLOTS
-        self._clock = clock
-        self._buckets: dict[int, _Bucket] = {}
-        self._windows: dict[int, _Window] = {}
 
     def _tokens(self, bucket: _Bucket, now: float) -> float:
         return min(self._burst, bucket.tokens + (now - bucket.at) / self._interval)

@@ -26,8 +26,8 @@ import contextlib
 import logging
 import random
 import time
-from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping
+from collections import Counter, defaultdict
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
@@ -125,6 +125,13 @@ class Reconciler:
         self._drift_tasks: list[asyncio.Task[None]] = []
         self._random = random.Random()
         self._route_cache: dict[str, list[Route]] = {}  # the configuration does not change
+        # Told each name whose records every backend has now (the update history).
+        self.on_confirmed: Callable[[str], None] = _nothing
+        # Told, per backend, how many seconds after it was stored a change reached it;
+        # and the errors the backends gave, per (backend, permanent) (both for /metrics).
+        self.on_applied: Callable[[str, float], None] = _nothing_applied
+        self.failures: Counter[tuple[str, bool]] = Counter()
+        self._stored_at: dict[str, float] = {}  # names behind: when their change was stored
 
     # --- start, stop, state ---------------------------------------------------------------
 
@@ -171,6 +178,13 @@ class Reconciler:
         self._workers.clear()
         self._drift_tasks.clear()
 
+    def reconfigure(self, config: Config, backends: Mapping[str, Backend]) -> None:
+        """Zones or backends changed (a reload): between :meth:`close` and :meth:`start`.
+        What a removed backend still lacks stays in the database."""
+        self.config = config
+        self.backends = backends
+        self._route_cache.clear()
+
     def healthy(self) -> bool:
         tasks = [w.task for w in self._workers.values() if w.task] + self._drift_tasks
         return all(not task.done() for task in tasks)
@@ -186,6 +200,7 @@ class Reconciler:
         self.behind.clear()
         for fqdn in names:
             self._mark(fqdn, bump=retry_refused)
+        self._stored_at = {f: t for f, t in self._stored_at.items() if f in self.behind}
 
     def desired(self, fqdn: str, rtype: str) -> tuple[str, ...]:
         host = self.state.hosts.get(fqdn)
@@ -207,8 +222,11 @@ class Reconciler:
 
     def mark(self, fqdns: Iterable[str]) -> None:
         """The desired records of ``fqdns`` changed (committed): get them applied."""
+        now = time.monotonic()
         for fqdn in fqdns:
             self._mark(fqdn, bump=True)
+            if fqdn in self.behind:
+                self._stored_at[fqdn] = now
 
     def _mark(self, fqdn: str, *, bump: bool) -> None:
         if bump:
@@ -270,8 +288,10 @@ class Reconciler:
         """Answer the requests waiting on ``fqdn`` that can be answered now."""
         if fqdn in self.behind and self._is_confirmed(fqdn, self.generation.get(fqdn, 0)):
             self.behind.discard(fqdn)
+            self._stored_at.pop(fqdn, None)
             for backend, _ in self._routes(fqdn):
                 self.confirmed.pop((backend, fqdn), None)
+            self.on_confirmed(fqdn)
         waiting = self._waiters.get(fqdn)
         if waiting:
             for generation, future in waiting:
@@ -372,12 +392,16 @@ class Reconciler:
             return True
         worker.failures, worker.retry_at = 0, 0.0
         keep = keeps_applied(backend)
+        now = time.monotonic()
         for fqdn, generation, wanted in batch:
             if keep:
                 for rtype, addresses in wanted.items():
                     self.applied[worker.backend][(fqdn, rtype)] = addresses
                     self._unsaved_applied[(worker.backend, fqdn, rtype)] = addresses
             self.confirmed[(worker.backend, fqdn)] = generation
+            stored_at = self._stored_at.get(fqdn)
+            if stored_at is not None and generation == self.generation.get(fqdn):
+                self.on_applied(worker.backend, now - stored_at)
             if self.problems.pop((worker.backend, fqdn), None) is not None:
                 self._unsaved_problems[(worker.backend, fqdn)] = None
             self._settle(fqdn)
@@ -400,6 +424,7 @@ class Reconciler:
         worker.wake.set()
 
     def _problem(self, backend: str, fqdn: str, message: str, *, permanent: bool) -> None:
+        self.failures[(backend, permanent)] += 1
         old = self.problems.get((backend, fqdn))
         attempts = (old.attempts if old else 0) + 1
         problem = Problem(message, permanent, attempts, time.time())
@@ -538,8 +563,25 @@ class Reconciler:
                     out[backend].append(f"{fqdn} {'+'.join(waiting)}{reason}")
         return dict(out)
 
+    def pending_counts(self) -> dict[str, int]:
+        """Per backend, how many names it has not confirmed yet (0 for every backend)."""
+        counts = dict.fromkeys(self.backends, 0)
+        for fqdn in self.behind:
+            for backend, _ in self._routes(fqdn):
+                if self.pending(backend, fqdn):
+                    counts[backend] = counts.get(backend, 0) + 1
+        return counts
+
     def _zones_of(self, backend: str) -> list[ZoneSettings]:
         return [z for z in self.config.zones if backend in self._backends_of(z)]
+
+
+def _nothing(fqdn: str) -> None:
+    pass
+
+
+def _nothing_applied(backend: str, seconds: float) -> None:
+    pass
 
 
 def _expire(future: asyncio.Future[Outcome], reason: str) -> None:

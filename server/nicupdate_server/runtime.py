@@ -3,8 +3,8 @@
 One process serves everything (the in-memory state it answers ``nochg`` from
 must be the only one). Background work: every ``server.reload_interval`` it
 checks whether the CLI changed accounts or hosts and reloads them (and, while the
-database refuses writes, whether it takes them again); every ``STATS_INTERVAL`` it
-writes the ``nochg`` counts gathered in memory.
+database refuses writes, whether it takes them again). The update history and what
+``host list`` shows are written by :class:`~.history.Recorder` as answers are sent.
 """
 
 from __future__ import annotations
@@ -14,19 +14,21 @@ import contextlib
 import gc
 import logging
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .app import MaskSecrets, create_app
 from .auth import Authenticator
 from .backends import Backend, create_backend
 from .backends.builtin import BuiltinBackend
-from .config import Config
+from .config import Config, IPNetwork
 from .connections import (
     ConnectionGuard,
     connection_cap,
@@ -36,12 +38,19 @@ from .connections import (
 )
 from .db import create_engine, ensure_schema
 from .dnsserver import TCP_MAX_CLIENTS, DnsServer
+from .history import Recorder
+from .listeners import bind_error, bind_tcp, shown
+from .logformat import log_to_stderr
 from .logsummary import LogSummary
 from .reconciler import Reconciler
 from .state import State, read_admin_revision
-from .store import Flushed, Writer, describe_failure, ensure_zones, flush_host_stats
+from .store import Writer, describe_failure, ensure_zones, flush_host_stats
+from .tls import Tls
 from .updates import UpdateService
 from .zonedata import AuthoritativeData
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 log = logging.getLogger("nicupdate")
 
@@ -71,6 +80,9 @@ class Runtime:
             self.backends[name] = create_backend(name, table)
         self.reconciler = Reconciler(config, self.state, self.backends)
         self.writer = Writer(self.engine, self.state, self.reconciler.mark)
+        self.recorder = Recorder(config, self.state, self.writer, self.reconciler)
+        self.reconciler.on_confirmed = self.recorder.confirmed
+        self.writer.rider = self.recorder  # changes' transactions carry the history too
         # Repeated failures from one source: one log line per interval, not one each.
         self.summary = LogSummary(logging.getLogger("nicupdate.guard"), config.limits.log_interval)
         self.authenticator = Authenticator(self.state, config.limits, summary=self.summary)
@@ -80,6 +92,7 @@ class Runtime:
             self.authenticator,
             self.writer,
             self.reconciler,
+            recorder=self.recorder,
             summary=self.summary,
         )
         self.dns: DnsServer | None = None
@@ -94,6 +107,14 @@ class Runtime:
         )
         self._descriptors_short = False
         self._tasks: list[asyncio.Task[None]] = []
+        self._started = False  # the writer and the reconciler run
+        self.tls = Tls(config.server)
+        self.app: CurrentApp | None = None  # the HTTP application, once serving
+        self.metrics: Metrics | None = None
+        if config.metrics.enabled:  # prometheus-client is imported only then
+            from .metrics import Metrics
+
+            self.metrics = Metrics(self)
 
     async def start(self) -> None:
         await ensure_schema(self.engine, self.url)
@@ -101,9 +122,22 @@ class Runtime:
             await ensure_zones(conn, list(self.config.zones))
             self._adopt(await State.load(conn))
             await self.reconciler.load(conn)
+        if self.metrics is not None:  # its own listener, if metrics.listen is set
+            await self.metrics.start()  # a port in use stops us here, as for DNS
+        builtin_zones = [z for z in self.config.zones if "builtin" in z.backends]
+        if self.config.dns.enabled and builtin_zones:  # a port in use stops us here
+            host, port = self.config.dns.endpoint
+            dns = DnsServer(self.dns_data, host, port)
+            try:
+                await dns.start()
+            except OSError as exc:
+                raise bind_error("dns.listen", host, port, exc) from None
+            self.dns = dns
+        self._started = True
         for backend in self.backends.values():
             await backend.start()
         self.writer.start()
+        self.recorder.start()
         self.reconciler.start()  # resumes whatever was pending when the server stopped
         await self.writer.check_writes()  # so that /healthz knows a read-only database
         for fqdn in self.state.hosts:
@@ -125,11 +159,6 @@ class Runtime:
                 limits.max_connections + 1024,
                 limits.max_connections,
             )
-        builtin_zones = [z for z in self.config.zones if "builtin" in z.backends]
-        if self.config.dns.enabled and builtin_zones:
-            host, port = self.config.dns.endpoint
-            self.dns = DnsServer(self.dns_data, host, port)
-            await self.dns.start()
         self._tasks.append(asyncio.create_task(self._watch(), name="nicupdate-watch"))
 
     def _adopt(self, loaded: State) -> None:
@@ -183,16 +212,11 @@ class Runtime:
                 if since_flush >= STATS_INTERVAL:
                     since_flush = 0.0
                     self.service.host_limits.prune()
-                    (await self.writer.exclusive(self._flush)).done()
+                    await self.recorder.flush()  # written as answers go; this in case
             except (SQLAlchemyError, OSError) as exc:
                 log.warning("background work failed (%s); will try again", describe_failure(exc))
             except Exception:
                 log.exception("background reload failed; will try again")
-
-    async def _flush(self, conn: AsyncConnection) -> Flushed:
-        flushed = await flush_host_stats(conn, self.state)
-        await self.reconciler.persist(conn)
-        return flushed
 
     async def health(self) -> list[str]:
         """What is wrong, one line each, for /healthz (empty: healthy)."""
@@ -232,11 +256,14 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self.metrics is not None:
+            await self.metrics.close()
         self.authenticator.close()
         self.summary.close()
         await self.reconciler.close()
-        with contextlib.suppress(Exception):
-            (await self.writer.exclusive(self._flush)).done()
+        if self._started:
+            with contextlib.suppress(Exception):
+                await self.recorder.close()  # writes what is left
         await self.writer.close()
         if self.dns is not None:
             await self.dns.close()
@@ -262,28 +289,60 @@ class HttpServer(uvicorn.Server):
         return int(sockname[1])
 
 
-def http_server(runtime: Runtime) -> HttpServer:
+class CurrentApp:
+    """The ASGI application, replaced whole when the configuration is reloaded: open
+    connections take the new one from their next request on."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+def make_app(runtime: Runtime) -> ASGIApp:
     settings = runtime.config.server
-    host, port = settings.endpoint
-    app = create_app(
+    return create_app(
         runtime.service,
         max_hosts=settings.max_hosts_per_request,
         trusted_proxies=settings.trusted_proxies,
         realm=settings.realm,
         health=runtime.health,
         throttle_delay=runtime.config.limits.throttle_delay,
+        metrics=runtime.metrics,
+        metrics_allow=metrics_allow(runtime),
     )
-    if settings.access_log:
-        access = logging.getLogger("uvicorn.access")
-        if not any(isinstance(f, MaskSecrets) for f in access.filters):
-            access.addFilter(MaskSecrets())
-        # On, at server.log_level, whatever configured logging before (another uvicorn
-        # in the process may have set its level or turned its propagation off).
-        access.propagate = True
-        access.disabled = False
-        access.setLevel(logging.NOTSET)
+
+
+def metrics_allow(runtime: Runtime) -> tuple[IPNetwork, ...] | None:
+    """Who may read /metrics on the HTTP listener; None: not served there (no metrics, or
+    a listener of their own). A reload changes the list, not where it is served."""
+    metrics = runtime.metrics
+    if metrics is None or metrics.port is not None:
+        return None
+    return runtime.config.metrics.allow
+
+
+def set_access_log(on: bool) -> None:
+    """uvicorn's access log on (at server.log_level, passwords masked) or off; each new
+    connection looks whether it has somewhere to go."""
+    access = logging.getLogger("uvicorn.access")
+    if on and not any(isinstance(f, MaskSecrets) for f in access.filters):
+        access.addFilter(MaskSecrets())
+    # Whatever configured logging before (another uvicorn in the process may have set
+    # its level or turned its propagation off).
+    access.propagate = on
+    access.disabled = not on
+    access.setLevel(logging.NOTSET)
+
+
+def http_server(runtime: Runtime) -> HttpServer:
+    settings = runtime.config.server
+    host, port = settings.endpoint
+    runtime.app = CurrentApp(make_app(runtime))
+    set_access_log(settings.access_log)
     config = uvicorn.Config(
-        app,
+        runtime.app,
         host=host,
         port=port,
         loop="none",
@@ -296,21 +355,53 @@ def http_server(runtime: Runtime) -> HttpServer:
         log_config=None,
         timeout_graceful_shutdown=5,
     )
+    if runtime.tls.context is not None:
+        config.load()
+        config.ssl = runtime.tls.context  # one context, its certificate reloadable
     return HttpServer(config)
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if level != "debug":
-        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+def setup_logging(level: str, log_format: str = "text") -> None:
+    log_to_stderr(log_format)  # as text or JSON lines
+    set_log_level(level)
 
 
-async def serve(runtime: Runtime, on_started: Callable[[Runtime], None] | None = None) -> None:
-    """Run until SIGINT/SIGTERM; ``on_started`` is called once the state is loaded."""
-    await runtime.start()
+def set_log_level(level: str) -> None:
+    logging.getLogger().setLevel(level.upper())
+    uvicorn_level = logging.DEBUG if level == "debug" else logging.WARNING
+    logging.getLogger("uvicorn.error").setLevel(uvicorn_level)
+
+
+async def serve(
+    runtime: Runtime,
+    on_started: Callable[[Runtime], None] | None = None,
+    load: Callable[[], Config] | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM; ``on_started`` is called once the state is loaded.
+    SIGHUP reloads the configuration with ``load`` (see :mod:`.reload`).
+
+    The HTTP port is bound first and the DNS ports next, so that a port in use stops
+    start-up (:class:`~.listeners.StartupError`) before anything else has begun."""
+    host, port = runtime.config.server.endpoint
+    listener = bind_tcp("server.listen", host, port)
+    try:
+        await _serve(runtime, listener, on_started, load)
+    finally:
+        listener.close()
+
+
+async def _serve(
+    runtime: Runtime,
+    listener: socket.socket,
+    on_started: Callable[[Runtime], None] | None,
+    load: Callable[[], Config] | None,
+) -> None:
+    host, port = listener.getsockname()[:2]
+    try:
+        await runtime.start()
+    except BaseException:
+        await runtime.close()
+        raise
     # What start-up made (modules, configuration, the state of every host) lives as long
     # as the process: keep it out of the cyclic garbage collector's full runs. And run
     # the collector less often than every 700 allocations: each request makes a few
@@ -318,13 +409,13 @@ async def serve(runtime: Runtime, on_started: Callable[[Runtime], None] | None =
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
     try:
-        if on_started is not None:
-            on_started(runtime)
         server = http_server(runtime)
         settings = runtime.config
         zones = ", ".join(f"{z.name} ({' + '.join(z.backends)})" for z in settings.zones)
-        dns = f"DNS on {settings.dns.listen} (UDP+TCP)" if runtime.dns else "no built-in DNS"
-        log.info("serving HTTP on %s, %s; zones: %s", settings.server.listen, dns, zones)
+        dns = "no built-in DNS"
+        if runtime.dns is not None:
+            dns = f"DNS on {shown(settings.dns.endpoint[0], runtime.dns.port)} (UDP+TCP)"
+        log.info("serving HTTP on %s, %s; zones: %s", shown(host, port), dns, zones)
         loop = asyncio.get_running_loop()
 
         def stop(sig: int) -> None:
@@ -336,6 +427,14 @@ async def serve(runtime: Runtime, on_started: Callable[[Runtime], None] | None =
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
                 loop.add_signal_handler(sig, stop, sig)
-        await server.serve()
+        if load is not None:
+            from .reload import Reloader
+
+            reloader = Reloader(runtime, load)
+            with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+                loop.add_signal_handler(signal.SIGHUP, reloader.request)
+        if on_started is not None:
+            on_started(runtime)
+        await server.serve(sockets=[listener])
     finally:
         await runtime.close()

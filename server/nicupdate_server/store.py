@@ -23,10 +23,10 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, cast
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -47,6 +47,10 @@ _records = cast(Table, Record.__table__)
 _log = cast(Table, UpdateLog.__table__)
 _zones = cast(Table, Zone.__table__)
 _meta = cast(Table, Meta.__table__)
+
+
+def _ignore(seconds: float) -> None:
+    pass
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -86,6 +90,9 @@ class HostUpdate:
 class Outcome:
     code: Code
     reason: str = ""
+    # The time of a stored change's history row, which with the host's name finds the
+    # row: its answer is written once it is sent (history.Recorder).
+    recorded_at: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -95,6 +102,24 @@ class _Planned:
     old: dict[str, tuple[str, ...]] = field(default_factory=dict)
     new: dict[str, tuple[str, ...]] = field(default_factory=dict)
     outcome: Outcome | None = None
+    recorded_at: datetime | None = None
+
+
+class Rider(Protocol):
+    """Work the writer's transactions carry for someone else (the update history and
+    the hosts' statistics, ``history.Recorder``): when it is ``due()``, ``write`` adds
+    its statements to the transaction of a batch, so that it costs no transaction of
+    its own under load. ``committed`` or ``failed`` follows every transaction of the
+    writer (whether ``write`` took part in it or not), in the writer's task, before
+    anything else is written."""
+
+    def due(self) -> bool: ...
+
+    async def write(self, conn: AsyncConnection) -> None: ...
+
+    def committed(self) -> None: ...
+
+    def failed(self) -> None: ...
 
 
 _Exclusive = Callable[[AsyncConnection], Awaitable[Any]]
@@ -120,6 +145,9 @@ class Writer:
         self.unrecorded: deque[dict[str, Any]] = deque(maxlen=MAX_UNRECORDED)
         self.unrecorded_lost = 0
         self._checking = asyncio.Lock()
+        self.rider: Rider | None = None
+        # Told the seconds of each committed transaction, BEGIN to COMMIT (/metrics).
+        self.on_write: Callable[[float], None] = _ignore
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="nicupdate-writer")
@@ -167,15 +195,21 @@ class Writer:
             await self._batch(batch)
 
     async def _exclusive(self, work: _Exclusive, future: asyncio.Future[Any]) -> None:
+        started = time.perf_counter()
         try:
             async with self._engine.begin() as conn:
                 result = await work(conn)
         except Exception as exc:  # handed to the waiting caller
+            if self.rider is not None:
+                self.rider.failed()
             if isinstance(exc, SQLAlchemyError | OSError):
                 self._failed(exc)
             if not future.done():
                 future.set_exception(exc)
         else:
+            if self.rider is not None:
+                self.rider.committed()
+            self.on_write(time.perf_counter() - started)
             if not future.done():
                 future.set_result(result)
 
@@ -205,10 +239,9 @@ class Writer:
     async def _check_writes(self) -> str | None:
         rows = list(self.unrecorded)
         try:
-            flushed = await self.exclusive(lambda conn: self._probe(conn, rows))
+            await self.exclusive(lambda conn: self._probe(conn, rows))
         except (SQLAlchemyError, OSError):
             return self.failure  # recorded by _exclusive
-        flushed.done()
         for _ in rows:
             self.unrecorded.popleft()
         if rows:
@@ -224,18 +257,15 @@ class Writer:
         self._worked()
         return None
 
-    async def _probe(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> Flushed:
-        flushed = Flushed()
-        if rows:
+    async def _probe(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+        if rows:  # `host list`'s "911: not stored" is the rider's to write
             await conn.execute(insert(_log), rows)
-            flushed = await flush_host_stats(conn, self.state)  # `host list`: "not stored"
         stamp = int(time.time())
         result = await conn.execute(
             update(_meta).where(_meta.c.key == WRITE_PROBE).values(value=stamp)
         )
         if result.rowcount == 0:
             await conn.execute(insert(_meta).values(key=WRITE_PROBE, value=stamp))
-        return flushed
 
     def _plan(self, batch: list[tuple[HostUpdate, asyncio.Future[Outcome]]]) -> list[_Planned]:
         overlay: dict[int, dict[str, tuple[str, ...]]] = {}
@@ -267,10 +297,16 @@ class Writer:
             for zone in {p.update.zone.name for p in writes if p.new}
         }
         if writes:
+            rider = self.rider if self.rider is not None and self.rider.due() else None
+            started = time.perf_counter()
             try:
                 async with self._engine.begin() as conn:
                     await self._write(conn, writes, serials, now)
+                    if rider is not None:
+                        rider = await self._carry(rider, conn)
             except (SQLAlchemyError, OSError) as exc:
+                if rider is not None:
+                    rider.failed()
                 self._failed(exc)
                 log.debug("%d change(s) not stored, answered 911: %s", len(writes), self.failure)
                 for plan in writes:
@@ -278,6 +314,9 @@ class Writer:
                 self._keep_unrecorded(writes, now)
                 serials = {}
             else:
+                if rider is not None:
+                    rider.committed()
+                self.on_write(time.perf_counter() - started)
                 self._worked()
         self._remember(plans, serials, now)
         changed = [p.update.host.fqdn for p in plans if p.new and p.outcome is None]
@@ -285,7 +324,20 @@ class Writer:
             self._on_commit(changed)
         for plan in plans:
             if not plan.future.done():
-                plan.future.set_result(plan.outcome or Outcome(Code.GOOD))
+                plan.future.set_result(plan.outcome or Outcome(Code.GOOD, "", plan.recorded_at))
+
+    async def _carry(self, rider: Rider, conn: AsyncConnection) -> Rider | None:
+        """The rider's statements in a batch's transaction; a bug in them must not cost
+        the changes (a failing database does: it fails them all)."""
+        try:
+            await rider.write(conn)
+        except (SQLAlchemyError, OSError):
+            raise
+        except Exception:
+            log.exception("could not add the update history to a transaction")
+            rider.failed()
+            return None
+        return rider
 
     async def _write(
         self,
@@ -313,14 +365,19 @@ class Writer:
         ]
         if rows:
             await conn.execute(insert(_records), rows)
-        await conn.execute(insert(_log), [_history_row(p, now) for p in writes])
+        # A change's row gets its answer once it is sent (history.Recorder), found by
+        # host and time: each row of a batch is a microsecond apart, so that two changes
+        # of one host in a batch are told apart (cheaper than INSERT ... RETURNING).
+        for index, plan in enumerate(writes):
+            plan.recorded_at = now + timedelta(microseconds=index)
+        await conn.execute(insert(_log), [_history_row(p, p.recorded_at or now) for p in writes])
         changed = [p for p in writes if p.new]
-        if changed:
+        if changed:  # last_result is the answer, written once it is sent
             await conn.execute(
                 update(_hosts)
                 .where(_hosts.c.id == bindparam("host"))
-                .values(last_update_at=bindparam("at"), last_result=bindparam("result")),
-                [{"host": p.update.host.id, "at": now, "result": "good"} for p in changed],
+                .values(last_update_at=bindparam("at")),
+                [{"host": p.update.host.id, "at": now} for p in changed],
             )
         for zone, serial in serials.items():
             result = await conn.execute(
@@ -333,8 +390,10 @@ class Writer:
         for plan in writes:
             if len(self.unrecorded) == self.unrecorded.maxlen:
                 self.unrecorded_lost += 1
-            answer = f"911: not stored: {self.failure}" if plan.update.refusal is None else None
-            self.unrecorded.append(_history_row(plan, now, answer))
+            row = _history_row(plan, now)
+            if plan.update.refusal is None:
+                row.update(answer=Code.SERVER_ERROR.value, detail=f"not stored: {self.failure}")
+            self.unrecorded.append(row)
 
     def _remember(self, plans: list[_Planned], serials: Mapping[str, int], now: datetime) -> None:
         for plan in plans:
@@ -357,8 +416,10 @@ class Writer:
         self.state.zone_serials.update(serials)
 
 
-def _history_row(plan: _Planned, now: datetime, answer: str | None = None) -> dict[str, Any]:
-    """The update log's row for one planned change (``answer`` overrides the outcome)."""
+def _history_row(plan: _Planned, now: datetime) -> dict[str, Any]:
+    """The update log's row for one planned change: a refusal (``dnserr: REASON``) is
+    answered already; a change gets its answer once it is sent."""
+    answer, _, detail = (plan.update.refusal or "").partition(": ")
     return {
         "at": now,
         "fqdn": plan.update.host.fqdn,
@@ -366,7 +427,8 @@ def _history_row(plan: _Planned, now: datetime, answer: str | None = None) -> di
         "user_agent": plan.update.user_agent[:255],
         "old_value": describe_records(plan.old),
         "new_value": describe_records(plan.new),
-        "answer": (answer or plan.update.refusal or "good")[:255],
+        "answer": answer[:255],
+        "detail": detail,
     }
 
 
@@ -400,13 +462,17 @@ class Flushed:
         return len(self.hosts)
 
 
-async def flush_host_stats(conn: AsyncConnection, state: State) -> Flushed:
-    """Write the nochg counts, last-seen times and answers gathered in memory.
+async def flush_host_stats(
+    conn: AsyncConnection, state: State, hosts: Iterable[HostEntry] | None = None
+) -> Flushed:
+    """Write the nochg counts, last-seen times and answers gathered in memory (of
+    ``hosts``, or of every host).
 
     They stay marked unwritten until the caller calls ``done()`` on the result after
     the commit: if it fails, they are written next time."""
-    seen = [host for host in state.hosts.values() if host.nochg_pending]
-    answered = [h for h in state.hosts.values() if h.result_unsaved and not h.nochg_pending]
+    candidates = list(state.hosts.values() if hosts is None else hosts)
+    seen = [host for host in candidates if host.nochg_pending]
+    answered = [h for h in candidates if h.result_unsaved and not h.nochg_pending]
     if seen:
         await conn.execute(
             update(_hosts)
@@ -430,8 +496,22 @@ async def flush_host_stats(conn: AsyncConnection, state: State) -> Flushed:
         await conn.execute(
             update(_hosts)
             .where(_hosts.c.id == bindparam("host"))
-            .values(last_result=bindparam("result")),
-            [{"host": host.id, "result": host.last_result} for host in answered],
+            .values(
+                last_result=bindparam("result"),
+                last_seen_at=func.coalesce(
+                    bindparam("seen", type_=_hosts.c.last_seen_at.type), _hosts.c.last_seen_at
+                ),
+            ),
+            [
+                {
+                    "host": host.id,
+                    "result": host.last_result,
+                    "seen": None
+                    if host.last_seen_at is None
+                    else datetime.fromtimestamp(host.last_seen_at, UTC),
+                }
+                for host in answered
+            ],
         )
     return Flushed([(h, h.nochg_pending, h.last_result) for h in (*seen, *answered)])
 

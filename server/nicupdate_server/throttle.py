@@ -77,6 +77,10 @@ class GuessLimiter:
         self._max_keys = max_keys
         self._counts: OrderedDict[tuple[str, str | None], _Count] = OrderedDict()
 
+    def configure(self, limits: LimitSettings) -> None:
+        """New limits (a reload); the failures counted so far are kept."""
+        self._limits = limits
+
     def _keys(self, source: str, user: str) -> tuple[tuple[str, None], tuple[str, str]]:
         return (source, None), (source, user.lower())
 

@@ -9,13 +9,14 @@ answers ``nochg`` from memory, with no database or backend call. A change is com
 :class:`~.store.Writer` (durable from then on) and answers ``good`` once every
 backend of its zone confirmed it, ``dnserr`` when one refused it, and ``911`` when
 DNS is unavailable or slow: it is applied later without the client doing anything.
+Each answer about a host is handed to the :class:`~.history.Recorder`: counted
+(``nochg``) or written to the update history as sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Mapping
 
 from .addresses import IPAddress, UnusableAddress, check_usable
@@ -30,6 +31,7 @@ from .dyndns import (
     answer_line,
     families_of,
 )
+from .history import Recorder
 from .logsummary import LogSummary
 from .names import InvalidName, normalize_fqdn
 from .ratelimit import HostLimits
@@ -39,12 +41,6 @@ from .store import HostUpdate, Outcome, Writer, block_host
 from .throttle import source_of
 
 log = logging.getLogger("nicupdate.update")
-
-# What `host list` shows as LAST RESULT when a stored change did not reach DNS in time.
-RESULT_LABELS = {
-    Code.SERVER_ERROR: "911: stored, DNS pending",
-    Code.DNSERR: "dnserr: refused by DNS",
-}
 
 OFFLINE: Mapping[str, tuple[str, ...]] = {"A": (), "AAAA": ()}
 
@@ -103,6 +99,7 @@ class UpdateService:
         writer: Writer,
         reconciler: Reconciler,
         *,
+        recorder: Recorder,
         summary: LogSummary | None = None,
     ) -> None:
         self._config = config
@@ -110,11 +107,18 @@ class UpdateService:
         self._authenticator = authenticator
         self._writer = writer
         self._reconciler = reconciler
-        self._deadline = config.server.apply_deadline
-        self._blocked_agents = tuple(a.lower() for a in config.server.blocked_agents)
+        self._recorder = recorder  # the update history, and what `host list` shows
         self.host_limits = HostLimits(config.limits)
         self._summary = summary or LogSummary(log, config.limits.log_interval)
         self._background: set[asyncio.Future[object]] = set()
+        self.configure(config)
+
+    def configure(self, config: Config) -> None:
+        """A new configuration (a reload): zones, deadlines, blocked agents, limits."""
+        self._config = config
+        self._deadline = config.server.apply_deadline
+        self._blocked_agents = tuple(a.lower() for a in config.server.blocked_agents)
+        self.host_limits.configure(config.limits)
 
     async def handle(
         self, request: UpdateRequest, credentials: Credentials | None, caller: Caller
@@ -221,27 +225,52 @@ class UpdateService:
                 caller.user_agent,
                 refusal=f"dnserr: {address_error}"[:255],
             )
-            log.info("%s: dnserr: %s", fqdn, address_error)
+            log.info(
+                "%s: dnserr: %s",
+                fqdn,
+                address_error,
+                extra={"host": fqdn, "caller": refusal.caller, "answer": Code.DNSERR.value},
+            )
             return asyncio.ensure_future(self._refuse(refusal))
         if all(host.records.get(rtype, ()) == value for rtype, value in families.items()):
             if fqdn in self._reconciler.behind:  # stored, but DNS has not confirmed it yet
-                return asyncio.ensure_future(self._confirm(host, addresses))
-            host.last_seen_at = time.time()
+                return asyncio.ensure_future(self._confirm(host, families, addresses, caller))
             if self.host_limits.nochg(host.id):
-                self._block(host)
+                self._block(host, families, caller)
                 return Code.ABUSE.value
-            host.nochg_pending += 1
-            host.last_result = "nochg"
+            self._recorder.nochg(host)
             self.host_limits.spend(host.id)
-            return answer_line(Code.NOCHG, addresses)
+            line = answer_line(Code.NOCHG, addresses)
+            if log.isEnabledFor(logging.DEBUG):  # the common answer: a line at debug only
+                where = str(caller.address or "")
+                log.debug(
+                    "%s: %s (from %s)",
+                    fqdn,
+                    line,
+                    where or "?",
+                    extra={"host": fqdn, "caller": where, "answer": line},
+                )
+            return line
         change = HostUpdate(host, zone, families, str(caller.address or ""), caller.user_agent)
         return asyncio.ensure_future(self._submit(change, addresses))
 
-    def _block(self, host: HostEntry) -> None:
+    def _block(
+        self, host: HostEntry, families: Mapping[str, tuple[str, ...]], caller: Caller
+    ) -> None:
         """Answer ``abuse`` for ``host`` from now on, and store that."""
         limits = self._config.limits
         host.blocked = True
         host.last_result = "abuse"
+        self._recorder.record(
+            host,
+            caller=str(caller.address or ""),
+            user_agent=caller.user_agent,
+            families=families,
+            code=Code.ABUSE,
+            line=Code.ABUSE.value,
+            reason=f"blocked: more than {limits.abuse_nochg_threshold} nochg answers "
+            f"within {limits.abuse_window:g} s (host unblock)",
+        )
         log.warning(
             "%s: blocked for abuse: more than %d nochg answers within %g s; it answers "
             "abuse until its owner runs `nicupdate-server host unblock %s`",
@@ -249,6 +278,7 @@ class UpdateService:
             limits.abuse_nochg_threshold,
             limits.abuse_window,
             host.fqdn,
+            extra={"host": host.fqdn, "caller": str(caller.address or ""), "answer": "abuse"},
         )
         task = asyncio.ensure_future(self._writer.exclusive(block_host(host.id)))
         self._background.add(task)
@@ -260,31 +290,55 @@ class UpdateService:
             log.error("could not store a host's abuse block: %s", task.exception())
 
     async def _refuse(self, refusal: HostUpdate) -> str:
-        await self._writer.submit(refusal)
+        await self._writer.submit(refusal)  # with its history row
+        self._recorder.seen(refusal.host)
         return Code.DNSERR.value
 
-    async def _confirm(self, host: HostEntry, addresses: tuple[IPAddress, ...]) -> str:
+    async def _confirm(
+        self,
+        host: HostEntry,
+        families: Mapping[str, tuple[str, ...]],
+        addresses: tuple[IPAddress, ...],
+        caller: Caller,
+    ) -> str:
         outcome = await self._reconciler.confirm(host.fqdn, self._deadline)
         if outcome.code is Code.GOOD:
             self.host_limits.spend(host.id)
-        return answer_line(outcome.code, addresses)
+        line = answer_line(outcome.code, addresses)
+        self._recorder.record(
+            host,
+            caller=str(caller.address or ""),
+            user_agent=caller.user_agent,
+            families=families,
+            code=outcome.code,
+            line=line,
+            reason=outcome.reason,
+        )
+        return line
 
     async def _submit(self, change: HostUpdate, addresses: tuple[IPAddress, ...]) -> str:
         outcome: Outcome = await self._writer.submit(change)
+        stored = outcome.recorded_at
         if outcome.code is Code.GOOD:  # stored: now wait for DNS
             outcome = await self._reconciler.confirm(change.host.fqdn, self._deadline)
-            if outcome.code is not Code.GOOD:
-                # The reason is in `host list`'s BACKEND ERROR column; keep this short.
-                change.host.last_result = RESULT_LABELS.get(outcome.code, outcome.code.value)
-                change.host.result_unsaved = True
         if outcome.code in SUCCESS_CODES:  # 911 and dnserr are not the client's doing
             self.host_limits.spend(change.host.id)
         line = answer_line(outcome.code, addresses)
+        host = change.host
+        if stored is not None:  # its row gets the answer as sent
+            self._recorder.answered(
+                host, stored, change.families, outcome.code, line, outcome.reason
+            )
+        elif outcome.code is Code.NOCHG:  # the same change came just before, in one batch
+            self._recorder.nochg(host)
+        else:  # not stored: the writer keeps its row until the database takes writes
+            self._recorder.seen(host)
         log.info(
             "%s: %s (from %s, %s)",
             change.host.fqdn,
             line,
             change.caller or "?",
             change.user_agent or "no user agent",
+            extra={"host": host.fqdn, "caller": change.caller, "answer": line},
         )
         return line

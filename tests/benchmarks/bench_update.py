@@ -8,14 +8,19 @@ In one run, on free 127.0.0.1 ports and a temporary directory, it:
    ``h0000..h0999.dyn.example.test`` (through :class:`nicupdate_server.admin.Admin`);
 2. measures a bare Starlette plain-text route on one uvicorn worker (uvloop,
    httptools, no access log): the ceiling on this machine;
-3. starts ``python -m nicupdate_server --config PATH serve`` and reads its resident
-   memory when idle;
-4. measures authenticated ``nochg`` answers (one host, one unchanged address);
+3. starts ``python -m nicupdate_server --config PATH serve`` with metrics off
+   (``[metrics] enabled = false``), reads its resident memory when idle and measures
+   authenticated ``nochg`` answers (one host, one unchanged address);
+4. starts it again with metrics on (the default), has /metrics scraped once (as
+   Prometheus would, before anyone looks at the memory), reads its idle memory and
+   measures ``nochg`` again;
 5. measures ``good`` updates cycling over the 1,000 hosts, each request with a new
    address (every one committed to SQLite before its answer), then asks the built-in
-   DNS whether a few hosts serve the last address sent;
-6. reads the resident memory again and prints a summary with the targets of issue 2:
-   ``nochg`` >= 50% of the ceiling, ``good`` >= 10%, idle memory < 60 MB.
+   DNS whether a few hosts serve the last address sent, and /metrics whether it
+   counted every answer wrk got;
+6. reads the resident memory again and prints a summary with the targets of issues 2
+   and 11, with metrics on and off: ``nochg`` >= 50% of the ceiling, ``good`` >= 10%,
+   idle memory < 60 MB.
 
 Load comes from ``wrk -t1 -c64 -d<duration>s --latency`` (``apt-get install wrk``).
 Timings are printed, never asserted: the exit status is non-zero only when something
@@ -51,6 +56,8 @@ NOCHG_HOST = f"h0000.{ZONE}"
 NOCHG_ADDRESS = "203.0.113.7"
 CONNECTIONS = 64
 WARMUP_SECONDS = 1
+# nochg with metrics on and off take turns this often; the best of each counts.
+NOCHG_TURNS = 2
 STARTUP_TIMEOUT = 30.0
 # Other processes using more than this share of the CPUs during a phase disturb it.
 BUSY_SHARE = 0.10
@@ -73,6 +80,9 @@ listen = "127.0.0.1:{dns_port}"
 # 64 connections updating one host (nochg) or 1,000 hosts as fast as they can: far
 # past the per-host update limit, which is not what this benchmark measures.
 host_update_interval = 0
+
+[metrics]
+enabled = {metrics}
 
 [[zones]]
 name = "{zone}"
@@ -367,17 +377,46 @@ async def _add_hosts(config_path: Path) -> None:
         await engine.dispose()
 
 
-def set_up(work: Path) -> tuple[Path, int, int]:
-    """Config, account (CLI) and hosts (Admin API); returns (config, HTTP port, DNS port)."""
-    http_port, dns_port = free_port(), free_port()
-    while dns_port == http_port:
-        dns_port = free_port()
-    config_path = work / "nicupdate.toml"
-    config_path.write_text(
-        CONFIG.format(http_port=http_port, dns_port=dns_port, database=work / "bench.db", zone=ZONE)
-    )
-    add_account(config_path, work)
-    return config_path, http_port, dns_port
+@dataclass
+class Target:
+    """One nicupdate server of the run: metrics on or off, its own ports and database."""
+
+    name: str
+    metrics: bool
+    config: Path
+    http_port: int
+    dns_port: int
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+
+def set_up(work: Path) -> dict[bool, Target]:
+    """Two servers' configurations, metrics on and off (keys True, False), with the same
+    account (CLI) and hosts (Admin API) in a database each."""
+    ports: list[int] = []
+    while len(ports) < 4:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    targets = {}
+    for metrics, (http_port, dns_port) in ((True, ports[:2]), (False, ports[2:])):
+        name = "nicupdate" if metrics else "nicupdate-nometrics"
+        config = work / f"{name}.toml"
+        config.write_text(
+            CONFIG.format(
+                http_port=http_port,
+                dns_port=dns_port,
+                database=work / f"{name}.db",
+                zone=ZONE,
+                metrics="true" if metrics else "false",
+            )
+        )
+        targets[metrics] = Target(name, metrics, config, http_port, dns_port)
+    add_account(targets[True].config, work)
+    shutil.copyfile(work / "nicupdate.db", work / "nicupdate-nometrics.db")  # closed: no WAL
+    return targets
 
 
 def add_account(config_path: Path, work: Path) -> None:
@@ -473,13 +512,43 @@ def work_directory(keep: bool) -> Iterator[Path]:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def metrics_counts(base: str) -> dict[str, float]:
+    """``answer -> count`` of nicupdate_updates_total on the server's /metrics page."""
+    status, page = http_get(f"{base}/metrics")
+    if status != 200:
+        raise BenchError(f"/metrics answered {status}")
+    return {
+        answer: float(value)
+        for answer, value in re.findall(
+            r'^nicupdate_updates_total\{answer="([^"]+)"\} (\S+)$', page, re.M
+        )
+    }
+
+
+def start_server(processes: Processes, target: Target) -> subprocess.Popen[bytes]:
+    """Start ``target`` and send it its first update (``good``)."""
+    command = [sys.executable, "-m", "nicupdate_server", "--config", str(target.config), "serve"]
+    server = processes.start(target.name, command)
+    processes.wait_http(target.name, f"{target.base}/healthz")
+    return server
+
+
+def check_nochg(target: Target, auth: str, when: str) -> str:
+    """The nochg URL of ``target``, after checking that it answers nochg there."""
+    url = f"{target.base}/nic/update?hostname={NOCHG_HOST}&myip={NOCHG_ADDRESS}"
+    for expected in ("good", "nochg") if when == "first" else ("nochg",):
+        status, body = http_get(url, auth)
+        if status != 200 or body.strip() != f"{expected} {NOCHG_ADDRESS}":
+            raise BenchError(f"{target.name}: {when} update answered {status} {body.strip()!r}")
+    return url
+
+
 def run(args: argparse.Namespace, work: Path) -> int:
     duration = args.duration
     processes = Processes(work)
     failures: list[str] = []
     try:
-        config_path, http_port, dns_port = set_up(work)
-        base = f"http://127.0.0.1:{http_port}"
+        targets = set_up(work)
         auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 
         # The ceiling: a bare Starlette route, run alone.
@@ -517,74 +586,101 @@ def run(args: argparse.Namespace, work: Path) -> int:
         bare = run_wrk(bare_url, duration, bare_proc.pid)
         processes.stop("bare")
 
-        server = processes.start(
-            "nicupdate",
-            [sys.executable, "-m", "nicupdate_server", "--config", str(config_path), "serve"],
-        )
-        processes.wait_http("nicupdate", f"{base}/healthz")
-        time.sleep(1.0)
-        idle_mb = rss_mb(server.pid)
+        # Both servers at once, idle but for the load of the phase: metrics on and off
+        # take turns, so that what else the machine does weighs on both alike.
+        servers = {metrics: start_server(processes, target) for metrics, target in targets.items()}
+        metrics_counts(targets[True].base)  # scraped, as Prometheus would, before anyone
+        time.sleep(1.0)  # looks at the memory
+        idle_mb = {metrics: rss_mb(server.pid) for metrics, server in servers.items()}
+        urls = {metrics: check_nochg(target, auth, "first") for metrics, target in targets.items()}
+        nochg: dict[bool, WrkResult] = {}
+        answered = 0  # nochg answers wrk got from the server with metrics
+        for turn in range(NOCHG_TURNS):
+            for metrics in (False, True):
+                pid = servers[metrics].pid
+                if turn == 0:
+                    warmup = run_wrk(urls[metrics], WARMUP_SECONDS, pid, auth=auth)
+                    answered += warmup.requests if metrics else 0
+                print(f"{targets[metrics].name}: nochg, {duration} s of wrk ...", flush=True)
+                result = run_wrk(urls[metrics], duration, pid, auth=auth)
+                answered += result.requests if metrics else 0
+                best = nochg.get(metrics)
+                if best is None or result.requests_per_s > best.requests_per_s:
+                    nochg[metrics] = result
+        for target in targets.values():
+            check_nochg(target, auth, "after the load, the")
+        processes.stop(targets[False].name)
 
-        nochg_url = f"{base}/nic/update?hostname={NOCHG_HOST}&myip={NOCHG_ADDRESS}"
-        status, body = http_get(nochg_url, auth)
-        if status != 200 or body.strip() != f"good {NOCHG_ADDRESS}":
-            raise BenchError(f"first update answered {status} {body.strip()!r}, not good")
-        status, body = http_get(nochg_url, auth)
-        if status != 200 or body.strip() != f"nochg {NOCHG_ADDRESS}":
-            raise BenchError(f"repeated update answered {status} {body.strip()!r}, not nochg")
-        run_wrk(nochg_url, WARMUP_SECONDS, server.pid, auth=auth)
-        print(f"nochg: {duration} s of wrk ...", flush=True)
-        nochg = run_wrk(nochg_url, duration, server.pid, auth=auth)
-        status, body = http_get(nochg_url, auth)
-        if status != 200 or body.strip() != f"nochg {NOCHG_ADDRESS}":
-            failures.append(f"after the nochg load the answer was {status} {body.strip()!r}")
-
+        target, server = targets[True], servers[True]
+        counted_before = metrics_counts(target.base)
         script = work / "good.lua"
         script.write_text(GOOD_LUA.format(hosts=HOSTS, zone=ZONE, start=0))
         print(f"good: {duration} s of wrk over {HOSTS} hosts ...", flush=True)
-        good = run_wrk(f"{base}/nic/update", duration, server.pid, auth=auth, script=script)
+        good = run_wrk(f"{target.base}/nic/update", duration, server.pid, auth=auth, script=script)
         counts = re.search(r"^BENCH generated=(\d+) bad=(\d+) sample=(.*)$", good.output, re.M)
         if not counts:
             raise BenchError(f"the wrk script reported no counts:\n{good.output}")
         generated, bad, bad_sample = int(counts.group(1)), int(counts.group(2)), counts.group(3)
         time.sleep(0.5)  # let requests still in flight when wrk stopped finish
-        dns_problems = check_dns(generated, dns_port)
+        dns_problems = check_dns(generated, target.dns_port)
         failures += dns_problems
+        # /metrics counted at least the answers wrk got (wrk may not have read the last).
+        counted = metrics_counts(target.base)
+        nochg_counted = counted_before.get("nochg", 0)
+        good_counted = counted.get("good", 0) - counted_before.get("good", 0)
+        if nochg_counted < answered or good_counted < good.requests - bad:
+            failures.append(
+                f"/metrics counted {nochg_counted:.0f} nochg and {good_counted:.0f} good "
+                f"answers, fewer than wrk got ({answered} and {good.requests - bad})"
+            )
         if server.poll() is not None:
             raise BenchError(f"the server exited during the run ({server.returncode})")
         after_mb = rss_mb(server.pid)
-        processes.stop("nicupdate")
+        processes.stop(target.name)
     finally:
         processes.stop_all()
 
     ceiling = bare.requests_per_s
-    nochg_share = pct(nochg.requests_per_s, ceiling)
     good_share = pct(good.requests_per_s, ceiling)
-    width = 26
+    width = 28
     print()
     print(f"wrk -t1 -c{CONNECTIONS} -d{duration}s --latency, {os.cpu_count()} CPUs")
     print(f"{'bare starlette ceiling':<{width}}{bare.requests_per_s:>9.0f} req/s  {latency(bare)}")
-    print(
-        f"{'nochg (authenticated)':<{width}}{nochg.requests_per_s:>9.0f} req/s  {latency(nochg)}"
-        f"  ({nochg_share:.0f}% of ceiling; target >= {TARGET_NOCHG:.0%}: "
-        f"{met(nochg_share >= 100 * TARGET_NOCHG)})"
-    )
+    for metrics in (False, True):
+        result = nochg[metrics]
+        label = f"nochg, metrics {'on' if metrics else 'off'}"
+        share = pct(result.requests_per_s, ceiling)
+        print(
+            f"{label:<{width}}{result.requests_per_s:>9.0f} req/s  {latency(result)}"
+            f"  ({share:.0f}% of ceiling; target >= {TARGET_NOCHG:.0%}: "
+            f"{met(share >= 100 * TARGET_NOCHG)})"
+        )
+    off, on = nochg[False], nochg[True]
+    if off.requests_per_s and on.requests_per_s:
+        # CPU time per answer tells the cost of metrics even on a busy machine.
+        off_us, on_us = (1e6 * r.server_cpu / r.requests_per_s for r in (off, on))
+        print(
+            f"{'  metrics on / off':<{width}}{on.requests_per_s / off.requests_per_s:>9.2f}"
+            f"  (best of {NOCHG_TURNS} turns each; server CPU per nochg: {off_us:.0f} us off, "
+            f"{on_us:.0f} us on)"
+        )
     print(
         f"{f'good ({HOSTS:,} hosts)':<{width}}{good.requests_per_s:>9.0f} req/s  {latency(good)}"
         f"  ({good_share:.0f}% of ceiling; target >= {TARGET_GOOD:.0%}: "
         f"{met(good_share >= 100 * TARGET_GOOD)})"
     )
     print(
-        f"{'RSS idle / after load':<{width}}{idle_mb:>6.1f} MB / {after_mb:.1f} MB"
-        f"  (target idle < {TARGET_IDLE_MB:.0f} MB: {met(idle_mb < TARGET_IDLE_MB)}; "
-        f"bare starlette idle {bare_idle_mb:.1f} MB)"
+        f"{'RSS idle, metrics off / on':<{width}}{idle_mb[False]:>6.1f} MB / {idle_mb[True]:.1f} MB"
+        f"  (target < {TARGET_IDLE_MB:.0f} MB: {met(idle_mb[False] < TARGET_IDLE_MB)} / "
+        f"{met(idle_mb[True] < TARGET_IDLE_MB)}; bare starlette idle {bare_idle_mb:.1f} MB)"
     )
+    print(f"{'RSS after load, metrics on':<{width}}{after_mb:>6.1f} MB")
     print(
         f"{'good answers checked':<{width}}{good.requests} answered, {bad} not 'good'"
         + (f" (first: {bad_sample})" if bad else "")
         + f"; DNS serves the last address sent: {'yes' if not dns_problems else 'NO'}"
     )
-    phases = (("bare", bare), ("nochg", nochg), ("good", good))
+    phases = (("bare", bare), ("nochg-off", off), ("nochg-on", on), ("good", good))
     print(
         "server CPU during the load (1.0 = one core): "
         + ", ".join(f"{name} {result.server_cpu:.2f}" for name, result in phases)

@@ -112,6 +112,7 @@ def test_install_timer_writes_user_units_and_enables_the_timer(
     ]
     assert "OnUnitActiveSec=5min" in timer
     assert runner.calls == [
+        ["systemctl", "--user", "show", "--property=Version"],  # is systemd there at all?
         ["systemctl", "--user", "daemon-reload"],
         ["systemctl", "--user", "enable", "--now", "nicupdate-client.timer"],
     ]
@@ -205,7 +206,10 @@ def test_install_timer_system_copies_config_and_secret(
     assert f"LoadCredential=nicupdate-secret:{etc / 'client.secret'}" in service
     assert "DynamicUser=yes" in service
     assert f"--config {etc / 'client.toml'} --system" in service
-    assert runner.calls[0] == ["systemctl", "daemon-reload"]
+    assert runner.calls[:2] == [
+        ["systemctl", "show", "--property=Version"],
+        ["systemctl", "daemon-reload"],
+    ]
 
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert cli.main(["install-timer", "--system", "--config", str(user)]) == USAGE

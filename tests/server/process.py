@@ -78,10 +78,11 @@ class ServerProcess:
     log: Path
     http_port: int
     dns_port: int
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"{self.scheme}://127.0.0.1:{self.http_port}"
 
     def text(self) -> str:
         """What the server has logged so far."""
@@ -114,8 +115,8 @@ def _limit_descriptors(count: int | None) -> Callable[[], None] | None:
 
 
 def answers(url: str) -> bool:
-    try:
-        return httpx.get(url + "/healthz", timeout=2).status_code in (200, 503)
+    try:  # a test's own certificate: verified by the test, not here
+        return httpx.get(url + "/healthz", timeout=2, verify=False).status_code in (200, 503)
     except httpx.HTTPError:
         return False
 
@@ -129,13 +130,17 @@ def server_process(
     descriptors: int | None = None,
     database: str | None = None,
     password_hash: str | None = None,
+    accounts: bool = True,
+    https: bool = False,
 ) -> Iterator[ServerProcess]:
     """A running server with alice and her host HOME (password ALICE[1]).
 
     ``descriptors`` sets the server's file descriptor limit (soft and hard), as
     ``ulimit -n`` would; ``database`` is a database URL (default: SQLite in
     ``directory``); ``password_hash`` replaces alice's stored hash (SQLite only), as
-    a hash made with other parameters before an upgrade would be."""
+    a hash made with other parameters before an upgrade would be. ``accounts=False``
+    starts on the database as it is (a restart): alice and her host are not added.
+    ``https``: the server listens with TLS (``server_extra`` names its files)."""
     http_port, dns_port = free_port(), free_port()
     while dns_port == http_port:
         dns_port = free_port()
@@ -149,10 +154,11 @@ def server_process(
             limits=limits,
         )
     )
-    for command, stdin in (
+    setup = (
         (("user", "add", ALICE[0], "--password-stdin"), ALICE[1] + "\n"),
         (("host", "add", HOME, "--owner", ALICE[0]), None),
-    ):
+    )
+    for command, stdin in setup if accounts else ():
         done = run_cli("--config", str(config), *command, stdin=stdin, cwd=directory)
         assert done.returncode == 0, done.stderr
     if password_hash is not None:
@@ -171,7 +177,7 @@ def server_process(
             env={k: v for k, v in os.environ.items() if not k.startswith("NICUPDATE_")},
             preexec_fn=_limit_descriptors(descriptors),
         )
-    server = ServerProcess(proc, config, log, http_port, dns_port)
+    server = ServerProcess(proc, config, log, http_port, dns_port, "https" if https else "http")
     try:
         wait_for(lambda: answers(server.url) or proc.poll() is not None, what="the server to start")
         assert proc.poll() is None, f"the server exited at start-up:\n{server.text()}"

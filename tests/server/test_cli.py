@@ -447,17 +447,22 @@ class Serving:
         return self.proc.wait(timeout=10)
 
 
-@contextmanager
-def serving(directory: Path, *args: str) -> Iterator[Serving]:
-    http_port, dns_port = free_port(), free_port()
-    while dns_port == http_port:
-        dns_port = free_port()
+def serve_config(directory: Path, http_port: int, dns_port: int, dns_extra: str = "") -> Path:
     config = directory / "serve.toml"
     config.write_text(
         f'[server]\nlisten = "127.0.0.1:{http_port}"\n'
         f'database = "sqlite+aiosqlite:///{directory / "serve.db"}"\n'
-        f'[dns]\nlisten = "127.0.0.1:{dns_port}"\n'
+        f'[dns]\nlisten = "127.0.0.1:{dns_port}"\n{dns_extra}'
     )
+    return config
+
+
+@contextmanager
+def serving(directory: Path, *args: str, dns_extra: str = "") -> Iterator[Serving]:
+    http_port, dns_port = free_port(), free_port()
+    while dns_port == http_port:
+        dns_port = free_port()
+    config = serve_config(directory, http_port, dns_port, dns_extra)
     with (directory / "serve.log").open("w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "nicupdate_server", "--config", str(config), "serve", *args],
@@ -510,6 +515,89 @@ def test_serve_demo_works_in_one_minute(tmp_path: Path) -> None:
             ("203.0.113.7", 60)
         ]
         assert server.stop() == 0
+
+
+def test_serve_demo_prints_a_dig_line_only_for_a_dns_server_that_listens(
+    tmp_path: Path,
+) -> None:
+    with serving(tmp_path, "--demo", dns_extra="enabled = false\n") as server:
+        server.read_until(r"^Demo account ready")
+        server.read_until(r"no built-in DNS here: dns.enabled is off or no zone uses it")
+        assert not any("dig" in line for line in server.seen)
+        assert server.stop() == 0
+
+
+@pytest.mark.parametrize("busy", ["server.listen", "dns.listen"])
+def test_a_port_in_use_stops_serve_with_one_line_naming_the_key(tmp_path: Path, busy: str) -> None:
+    http_port, dns_port = free_port(), free_port()
+    while dns_port == http_port:
+        dns_port = free_port()
+    config = serve_config(tmp_path, http_port, dns_port)
+    # Another program holds the port: TCP for HTTP, UDP (what a DNS server binds first).
+    kind = socket.SOCK_STREAM if busy == "server.listen" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as other:
+        other.bind(("127.0.0.1", http_port if busy == "server.listen" else dns_port))
+        if kind == socket.SOCK_STREAM:
+            other.listen()
+        done = run_cli("--config", str(config), "serve", cwd=tmp_path)
+    port = http_port if busy == "server.listen" else dns_port
+    assert done.returncode == 3, done.stderr
+    assert one_line(done.stderr) == (
+        f"nicupdate-server: cannot start: {busy} 127.0.0.1:{port} is in use: another "
+        f"program listens there (see `ss -lntup`); stop it or choose another port for {busy}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("listen", "shown"),
+    [
+        ('listen = "0.0.0.0"', "HTTP 0.0.0.0:8245, DNS 127.0.0.1:5300,"),
+        ('listen = "[::1]:9000"', "HTTP [::1]:9000, DNS 127.0.0.1:5300,"),
+    ],
+)
+def test_check_config_prints_the_addresses_with_their_ports(
+    tmp_path: Path, listen: str, shown: str
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'[server]\n{listen}\n[dns]\nlisten = "127.0.0.1:5300"\n')
+    done = run_cli("--config", str(config), "check-config", cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert shown in done.stdout
+
+
+def test_check_config_and_serve_name_a_database_directory_that_does_not_exist(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "c.toml"
+    missing = tmp_path / "no" / "such"
+    config.write_text(f'[server]\ndatabase = "sqlite+aiosqlite:///{missing / "state.db"}"\n')
+    expected = (
+        f"nicupdate-server: config error: server.database: the directory {missing} "
+        "does not exist (create it first)"
+    )
+    for command in ("check-config", "serve"):
+        done = run_cli("--config", str(config), command, cwd=tmp_path)
+        assert (done.returncode, one_line(done.stderr)) == (2, expected)
+    assert not missing.exists()
+
+
+def test_check_config_names_a_database_directory_that_is_not_writable(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a read-only tmpfs needs root (CI runs tests/run.sh as root)")
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)], check=True)
+    try:
+        config = tmp_path / "c.toml"
+        config.write_text(f'[server]\ndatabase = "sqlite+aiosqlite:///{mount / "state.db"}"\n')
+        done = run_cli("--config", str(config), "check-config", cwd=tmp_path)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+    assert (done.returncode, one_line(done.stderr)) == (
+        2,
+        f"nicupdate-server: config error: server.database: the directory {mount} "
+        "is not writable by this user",
+    )
 
 
 def test_serve_with_an_empty_database_says_how_to_create_an_account(tmp_path: Path) -> None:

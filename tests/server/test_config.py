@@ -159,7 +159,8 @@ def test_environment_overrides_keys_of_the_file(tmp_path: Path) -> None:
             "NICUPDATE_ZONES__1__TTL": "120",
             "NICUPDATE_SERVER__TRUSTED_PROXIES": '["10.0.0.0/8", "2001:db8::/32"]',
             "NICUPDATE_DNS__ENABLED": "false",
-            "NICUPDATE_UNRELATED": "ignored: no section separator",
+            "NICUPDATE_CONFIG": "named the file; not a key",
+            "NICUPDATE_PASSWORD": "the client's; not a key",
         },
     )
     assert config.server.endpoint == ("0.0.0.0", 9000)
@@ -195,6 +196,50 @@ def test_environment_overrides_the_builtin_demo_zone() -> None:
     assert [(z.name, z.ttl) for z in config.zones] == [("dyn.example.test", 120)]
 
 
+def test_list_items_are_set_in_order_and_added_at_the_end() -> None:
+    config = load_config(
+        None,
+        environ={
+            # Numeric order, not the alphabet's: item 10 comes after item 9.
+            **{f"NICUPDATE_SERVER__TRUSTED_PROXIES__{n}": f"10.0.{n}.0/24" for n in range(11)},
+            "NICUPDATE_ZONES__0__NAME": "dyn.example.com",
+            "NICUPDATE_ZONES__1__NAME": "dyn.example.org",
+            "NICUPDATE_ZONES__1__TTL": "300",
+        },
+    )
+    assert [str(n) for n in config.server.trusted_proxies] == [f"10.0.{n}.0/24" for n in range(11)]
+    assert [(z.name, z.ttl) for z in config.zones] == [
+        ("dyn.example.com", 60),
+        ("dyn.example.org", 300),
+    ]
+
+
+def test_a_variable_that_sets_nothing_is_an_error_with_the_likely_name() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, environ={"NICUPDATE_SERVER_LISTEN": "0.0.0.0:8245"})
+    assert str(caught.value) == (
+        "NICUPDATE_SERVER_LISTEN: not a configuration variable: keys are set as "
+        "NICUPDATE_<SECTION>__<KEY>, with two underscores "
+        "(did you mean NICUPDATE_SERVER__LISTEN?)"
+    )
+
+
+def test_variables_named_by_env_keys_are_not_typos(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "c.toml",
+        '[backends.primary]\ntype = "rfc2136"\nserver = "127.0.0.1"\n'
+        'tsig_key_name = "k"\ntsig_secret_env = "NICUPDATE_TSIG_SECRET"\n',
+    )
+    config = load_config(path, environ={"NICUPDATE_TSIG_SECRET": "c2VjcmV0"})
+    assert "primary" in config.backends
+
+
+def test_an_unknown_key_from_the_environment_names_the_variable() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, environ={"NICUPDATE_SERVER__LISTNE": "127.0.0.1:1"})
+    assert str(caught.value) == "server.listne: unknown key (set by NICUPDATE_SERVER__LISTNE)"
+
+
 def test_check_config_shows_environment_overrides(tmp_path: Path) -> None:
     path = write(tmp_path / "c.toml", ZONES_FILE)
     done = run_cli(
@@ -215,7 +260,9 @@ def test_check_config_shows_environment_overrides(tmp_path: Path) -> None:
         ("NICUPDATE_ZONES__0__TTL", "sixty", "zones[0].ttl: "),
         ("NICUPDATE_SERVER__LISTEN", "localhost", "server.listen: "),
         ("NICUPDATE_SERVER__LISTNE", "127.0.0.1:1", "server.listne: unknown key"),
-        ("NICUPDATE_ZONES__7__TTL", "60", "NICUPDATE_ZONES__7__TTL: "),
+        ("NICUPDATE_ZONES__7__TTL", "60", "NICUPDATE_ZONES__7__TTL: no list item 7 to set"),
+        ("NICUPDATE_SERVER_LISTEN", "0.0.0.0:9000", "NICUPDATE_SERVER_LISTEN: not a configuration"),
+        ("NICUPDATE_SERVER__RETRY_INITIAL", "900", "server.retry_max: must be at least"),
     ],
 )
 def test_bad_environment_value_names_the_key(
@@ -346,6 +393,15 @@ BAD_CONFIGS = {
     "listen is a host name": ('[server]\nlisten = "localhost:8245"\n', "server.listen: "),
     "listen port out of range": ('[dns]\nlisten = "127.0.0.1:70000"\n', "dns.listen: "),
     "bad CIDR": ('[server]\ntrusted_proxies = ["10.0.0.0/33"]\n', "server.trusted_proxies: "),
+    "host bits set": (
+        '[server]\ntrusted_proxies = ["192.0.2.10/24"]\n',
+        "server.trusted_proxies: '192.0.2.10/24' has host bits set: write the network "
+        "'192.0.2.0/24' or the single address '192.0.2.10'",
+    ),
+    "retry_initial above retry_max": (
+        "[server]\nretry_initial = 600\nretry_max = 300\n",
+        "server.retry_max: must be at least server.retry_initial (600)",
+    ),
     "CIDR that is not an address": (
         '[server]\ntrusted_proxies = ["10.0.0.0/8", "proxy.example"]\n',
         "server.trusted_proxies: ",

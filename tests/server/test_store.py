@@ -71,14 +71,24 @@ def test_a_change_refused_by_a_full_disk_is_not_described_as_stored(
     database = f"sqlite+aiosqlite:///{disk / 'state.db'}"
     with server_process(tmp_path, database=database) as server:
         check_refused_then_recovered(server, lambda: fill(disk), "database or disk is full")
-        with sqlite3.connect(disk / "state.db") as db:
-            history = db.execute(
-                "SELECT old_value, new_value, answer FROM update_log ORDER BY id"
-            ).fetchall()
+
+        def history() -> list[tuple[str, str, str, str]]:
+            with sqlite3.connect(disk / "state.db") as db:
+                return db.execute(
+                    "SELECT old_value, new_value, answer, detail FROM update_log ORDER BY id"
+                ).fetchall()
+
+        # The answers as sent; the retry's is written just after it is sent.
+        wait_for(lambda: history()[-1][2], what="the retry's answer in the history")
+        rows = history()
         log = server.text()
-    assert history[-2][:2] == ("A 203.0.113.1", "A 203.0.113.2")
-    assert history[-2][2] == "911: not stored: database or disk is full"
-    assert history[-1] == ("A 203.0.113.1", "A 203.0.113.2", "good")  # the client's retry
+    assert rows[-2] == (
+        "A 203.0.113.1",
+        "A 203.0.113.2",
+        "911",
+        "not stored: database or disk is full",
+    )
+    assert rows[-1] == ("A 203.0.113.1", "A 203.0.113.2", "good 203.0.113.2", "")  # the retry
     assert log.count("the database refuses writes") == 1
     assert "the database takes writes again" in log
     assert "Traceback" not in log

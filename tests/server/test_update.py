@@ -6,6 +6,7 @@ import base64
 import dataclasses
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import dns.rcode
@@ -437,10 +438,15 @@ def test_update_log_records_changes(alice: LiveServer) -> None:
             )
             return [tuple(row) for row in result]  # type: ignore[misc]
 
-    assert alice.call(rows) == [
-        (HOME, "ddclient/3.11.2", "", "A 203.0.113.7", "good"),
-        (HOME, "ddclient/3.11.2", "A 203.0.113.7", "A 203.0.113.8", "good"),
+    expected = [
+        (HOME, "ddclient/3.11.2", "", "A 203.0.113.7", "good 203.0.113.7"),
+        (HOME, "ddclient/3.11.2", "A 203.0.113.7", "A 203.0.113.8", "good 203.0.113.8"),
     ]
+    # The answer as sent is written just after it is sent: wait for it, a bounded while.
+    deadline = time.monotonic() + 10
+    while alice.call(rows) != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert alice.call(rows) == expected
 
 
 def test_offline_ignores_myip_and_says_so(alice: LiveServer) -> None:

@@ -1,0 +1,165 @@
+"""How log lines look: text (the default) or JSON (``server.log_format = "json"``).
+
+Text is ``TIME LEVEL LOGGER: MESSAGE``. JSON is one object per line, made by
+python-json-logger from the same records, with these fields (in this order, each only
+when the record has it):
+
+* ``time`` (ISO 8601, UTC), ``level``, ``logger``, ``event`` (the message, as the text
+  line has it);
+* an update's line: ``host``, ``caller`` (its address), ``answer`` (the line sent);
+* the access log (``server.access_log``): ``peer`` (the TCP peer), ``method``, ``path``
+  (passwords and tokens masked, as in the text), ``status``;
+* ``request_id``, on every line logged while an update request is handled;
+* ``exception``: a traceback, as one string.
+
+No other attribute of a record reaches the output, so nothing a library attaches to
+one can leak a secret.
+
+The request id is made when a line first needs it, or taken from the request's
+``X-Request-ID`` when the TCP peer is one of ``server.trusted_proxies``, so that a
+reverse proxy's id ties its log lines to ours.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import secrets
+from collections.abc import Sequence
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonFormatter
+from starlette.types import Scope
+
+from .config import IPNetwork
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+HANDLER_NAME = "nicupdate"  # the handler log_to_stderr() installs
+ACCESS_LOGGER = "uvicorn.access"
+FIELDS = (
+    "time",
+    "level",
+    "logger",
+    "event",
+    "host",
+    "caller",
+    "answer",
+    "peer",
+    "method",
+    "path",
+    "status",
+    "request_id",
+    "exception",
+    "stack",
+)
+REQUEST_ID_KEY = "nicupdate.request_id"  # where a request's id is kept in its ASGI scope
+FORWARDED_ID = re.compile(r"[\x21-\x7e]{1,128}")  # a proxy's id: printable, no spaces
+
+_request: ContextVar[tuple[Scope, Sequence[IPNetwork]] | None] = ContextVar(
+    "nicupdate_request", default=None
+)
+
+
+def begin_request(scope: Scope, trusted_proxies: Sequence[IPNetwork]) -> None:
+    """Lines logged from here on in this request's task carry its id."""
+    _request.set((scope, trusted_proxies))
+
+
+def request_id() -> str | None:
+    """The id of the request being handled (None outside of one); made on first use."""
+    current = _request.get()
+    if current is None:
+        return None
+    scope, trusted = current
+    found: str | None = scope.get(REQUEST_ID_KEY)
+    if found is None:
+        found = scope[REQUEST_ID_KEY] = _forwarded_id(scope, trusted) or secrets.token_hex(8)
+    return found
+
+
+def _forwarded_id(scope: Scope, trusted: Sequence[IPNetwork]) -> str | None:
+    client = scope.get("client")
+    if not trusted or not client:
+        return None
+    try:
+        peer = ipaddress.ip_address(client[0])
+    except ValueError:
+        return None
+    if not any(peer in network for network in trusted):
+        return None
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            return text if FORWARDED_ID.fullmatch(text) else None
+    return None
+
+
+class RequestContext(logging.Filter):
+    """Gives each record logged while an update request is handled its ``request_id``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            current = request_id()
+            if current is not None:
+                record.request_id = current
+        return True
+
+
+class JsonLines(JsonFormatter):
+    """One JSON object per record, with the fields of the module docstring."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            ["levelname", "name", "message"],
+            rename_fields={
+                "levelname": "level",
+                "name": "logger",
+                "message": "event",
+                "exc_info": "exception",
+                "stack_info": "stack",
+            },
+            reserved_attrs=RESERVED_ATTRS,
+        )
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        super().add_fields(log_data, record, message_dict)
+        created = datetime.fromtimestamp(record.created, UTC)
+        log_data["time"] = created.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        log_data["level"] = record.levelname.lower()
+        args = record.args
+        if record.name == ACCESS_LOGGER and isinstance(args, tuple) and len(args) == 5:
+            # uvicorn's: peer, method, path (masked by app.MaskSecrets), version, status
+            log_data.update(peer=args[0], method=args[1], path=args[2], status=args[4])
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        return {key: log_data[key] for key in FIELDS if key in log_data}
+
+
+def log_to_stderr(log_format: str) -> None:
+    """Send every log line to standard error, as ``log_format`` says (``text``, ``json``)."""
+    root = logging.getLogger()
+    if _handler() is None:
+        handler = logging.StreamHandler()
+        handler.set_name(HANDLER_NAME)
+        handler.addFilter(RequestContext())
+        root.addHandler(handler)
+    set_log_format(log_format)
+
+
+def set_log_format(log_format: str) -> None:
+    """The format of the lines that follow (a reload); nothing when :func:`log_to_stderr`
+    has not been called (the server runs inside something else, a test)."""
+    handler = _handler()
+    if handler is not None:
+        formatter = JsonLines() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+        handler.setFormatter(formatter)
+
+
+def _handler() -> logging.Handler | None:
+    return next((h for h in logging.getLogger().handlers if h.get_name() == HANDLER_NAME), None)
