@@ -285,7 +285,6 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     from .runtime import Runtime, serve, setup_logging
 
     setup_logging(config.server.log_level, config.server.log_format)
-    _check_database(config)
     try:
         runtime = Runtime(config)
     except BackendUnavailable as exc:

@@ -197,7 +197,8 @@ def test_the_plain_http_variant_passes_updates_on(
     """The examples' commented-out block for HTTP-only routers, with a host token."""
     printed = trusting.cli("host", "token", HOME)
     assert printed.returncode == 0, printed.stderr
-    token = printed.stdout.strip().rpartition(": ")[2]
+    line = next(x for x in printed.stdout.splitlines() if x.startswith("new host token"))
+    token = line.rpartition(": ")[2]
     address = {"caddy": "198.51.100.5", "nginx": "198.51.100.7"}[kind]
     caller = CALLER[kind]
     with running_proxy(kind, tmp_path, trusting.http_port, http_only=True) as proxy:
