@@ -13,27 +13,31 @@ ends; only the debootstrap base stays.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import os
 import re
 import shutil
 import stat
 import subprocess
 import sys
-import tempfile
-import time
 import tomllib
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 import httpx
 import pytest
-from filelock import FileLock
 
+from tests.deploy.podman import (
+    BUILD_TIMEOUT,
+    Podman,
+    debian_image,
+    debian_suite,
+    fail,
+    pip_wheel,
+    root_podman,
+    wait_until,
+)
 from tests.server.process import free_port
 
 pytestmark = pytest.mark.slow  # about two minutes; five when the base image is made
@@ -44,72 +48,14 @@ COMPOSE = DEPLOY / "compose.yaml"
 COMPOSE_BIND = DEPLOY / "compose.bind.yaml"
 
 BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
-MIRROR = os.environ.get("NICUPDATE_TEST_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-# podman's default ulimits and crun are refused in some sandboxes; runc works everywhere.
-CONTAINERS_CONF = '[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = "runc"\n'
 RUN = uuid.uuid4().hex[:8]  # in every name this module gives podman
 
 ALICE = ("alice", "alice-secret-1")
 HOME = "home.dyn.example.com"  # in the zone of deploy/container's configurations
-START_TIMEOUT = 120.0
-BUILD_TIMEOUT = 900.0
 # A one-off command needs no health check (and podman's timer for it needs systemd).
 ONE_OFF = ("--no-healthcheck",)
 # docs/container.md's restore into the volume, the backup on standard input.
 RESTORE = "rm -f nicupdate.db-wal nicupdate.db-shm && umask 077 && cat > nicupdate.db"
-
-
-def fail(message: str) -> NoReturn:
-    __tracebackhide__ = True
-    pytest.fail(message, pytrace=False)
-
-
-@dataclass(frozen=True)
-class Podman:
-    env: dict[str, str]
-
-    def run(
-        self,
-        *args: str,
-        stdin: str | None = None,
-        stdin_file: Path | None = None,
-        timeout: float = 300.0,
-        check: bool = True,
-    ) -> subprocess.CompletedProcess[str]:
-        with contextlib.ExitStack() as stack:
-            source = stack.enter_context(stdin_file.open("rb")) if stdin_file else None
-            raw = subprocess.run(
-                ["podman", *args],
-                input=None if source else (stdin or "").encode(),
-                stdin=source,
-                capture_output=True,
-                env=self.env,
-                timeout=timeout,
-                check=False,
-            )
-        result = subprocess.CompletedProcess(
-            raw.args,
-            raw.returncode,
-            raw.stdout.decode(errors="replace"),
-            raw.stderr.decode(errors="replace"),
-        )
-        if check and result.returncode != 0:
-            fail(
-                f"podman {' '.join(args)}: exit {result.returncode}\n{result.stdout}{result.stderr}"
-            )
-        return result
-
-    def inspect(self, container: str, template: str) -> str:
-        return self.run("inspect", "--format", template, container).stdout.strip()
-
-
-def wait_until(check: Callable[[], bool], what: str, explain: Callable[[], str]) -> None:
-    """Poll ``check`` until it holds; fail after START_TIMEOUT with ``explain()``."""
-    deadline = time.monotonic() + START_TIMEOUT
-    while not check():
-        if time.monotonic() > deadline:
-            fail(f"timed out after {START_TIMEOUT:g} s waiting for {what}\n{explain()}")
-        time.sleep(0.2)
 
 
 # -- the images --------------------------------------------------------------------------
@@ -117,93 +63,21 @@ def wait_until(check: Callable[[], bool], what: str, explain: Callable[[], str])
 
 @pytest.fixture(scope="module")
 def podman(tmp_path_factory: pytest.TempPathFactory) -> Podman:
-    # Not a skip: without these the image goes untested. tests/run.sh installs them.
-    missing = [
-        tool for tool in ("podman", "runc", "debootstrap", "curl", "dig") if not shutil.which(tool)
-    ]
-    if missing:
-        fail(
-            f"missing {', '.join(missing)}: run `bash tests/run.sh` as root, or "
-            "`apt-get install podman runc debootstrap curl bind9-dnsutils`"
-        )
-    if os.geteuid() != 0:
-        fail("the container tests run podman and debootstrap as root: run them as root")
-    conf = tmp_path_factory.mktemp("podman") / "containers.conf"
-    conf.write_text(CONTAINERS_CONF)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NICUPDATE_")}
-    env["CONTAINERS_CONF"] = str(conf)
-    return Podman(env)
-
-
-def debian_suite() -> str:
-    """This machine's Debian release, so that its Python matches the base image's."""
-    with contextlib.suppress(OSError):
-        fields = dict(
-            line.split("=", 1)
-            for line in Path("/etc/os-release").read_text().splitlines()
-            if "=" in line
-        )
-        if fields.get("ID") == "debian" and fields.get("VERSION_CODENAME"):
-            return fields["VERSION_CODENAME"]
-    return "bookworm"
-
-
-def make_base_image(podman: Podman, tag: str, suite: str, directory: Path) -> None:
-    rootfs = directory / "rootfs"
-    try:
-        made = subprocess.run(
-            [
-                "debootstrap",
-                "--variant=minbase",
-                f"--include={','.join(BASE_PACKAGES)}",
-                suite,
-                str(rootfs),
-                MIRROR,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=BUILD_TIMEOUT,
-            check=False,
-        )
-        if made.returncode != 0:
-            fail(
-                f"debootstrap {suite} from {MIRROR}: exit {made.returncode}\n"
-                f"{made.stdout[-3000:]}{made.stderr[-3000:]}"
-            )
-        for package in (rootfs / "var/cache/apt/archives").glob("*.deb"):
-            package.unlink()
-        with subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE) as tar:
-            imported = subprocess.run(
-                ["podman", "import", "-", tag],
-                stdin=tar.stdout,
-                capture_output=True,
-                text=True,
-                env=podman.env,
-                timeout=BUILD_TIMEOUT,
-                check=False,
-            )
-        if imported.returncode != 0 or tar.returncode != 0:
-            fail(f"podman import {tag}: exit {imported.returncode}\n{imported.stderr}")
-    finally:
-        shutil.rmtree(rootfs, ignore_errors=True)
+    return root_podman(tmp_path_factory.mktemp("podman"), {"curl": "curl", "dig": "bind9-dnsutils"})
 
 
 @pytest.fixture(scope="module")
 def base_image(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A Debian base with Python, made once and kept (podman's storage is the cache)."""
-    suite = debian_suite()
-    key = hashlib.sha256(" ".join([suite, MIRROR, *BASE_PACKAGES]).encode()).hexdigest()[:12]
-    tag = f"localhost/nicupdate-test-base:{suite}-{key}"
-    with FileLock(Path(tempfile.gettempdir()) / "nicupdate-test-base.lock"):
-        if podman.run("image", "exists", tag, check=False).returncode != 0:
-            make_base_image(podman, tag, suite, tmp_path_factory.mktemp("debootstrap"))
+    tag = debian_image(podman, "nicupdate-test-base", BASE_PACKAGES, tmp_path_factory)
     script = "import sys; print('%d.%d' % sys.version_info[:2])"
     theirs = podman.run("run", "--rm", tag, "python3", "-c", script).stdout.strip()
     ours = "{}.{}".format(*sys.version_info[:2])
     if theirs != ours:
         fail(
             f"the base image has Python {theirs} and these tests run on {ours}: the wheels "
-            f"built here would not install there. Run them with Debian {suite}'s python3."
+            f"built here would not install there. Run them with Debian {debian_suite()}'s "
+            "python3."
         )
     return tag
 
@@ -220,25 +94,7 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "requires"
     ]
     wheels = tmp_path_factory.mktemp("wheels")
-    built = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--wheel-dir",
-            str(wheels),
-            f"{source}[server]",
-            *build_requires,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=BUILD_TIMEOUT,
-        check=False,
-    )
-    if built.returncode != 0:
-        fail(f"pip wheel: exit {built.returncode}\n{built.stderr[-3000:]}")
+    pip_wheel(wheels, f"{source}[server]", *build_requires)
     return wheels
 
 

@@ -11,23 +11,16 @@ error (not restarted) and a crash (restarted), as systemd reports them.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import os
 import re
 import shutil
-import subprocess
-import sys
-import tempfile
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from filelock import FileLock
 
+from tests.deploy.podman import Podman, debian_image, fail, pip_wheel, root_podman, wait_until
 from tests.deploy.test_packaging import build
 
 pytestmark = pytest.mark.slow  # about a minute; four more when the base image is made
@@ -38,47 +31,9 @@ PACKAGES = (
     *("systemd", "systemd-sysv", "dbus", "procps", "sudo"),  # procps: /bin/kill, for reload
     *("python3", "python3-venv", "ca-certificates", "curl", "bind9-dnsutils"),
 )
-MIRROR = os.environ.get("NICUPDATE_TEST_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-# podman's default ulimits and crun are refused in some sandboxes; runc works everywhere.
-CONTAINERS_CONF = '[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = "runc"\n'
-TIMEOUT = 120.0
 UNIT = "nicupdate-server"
 CONFIG = "/etc/nicupdate/nicupdate.toml"
 HOST = "home.dyn.example.com"  # in the zone of deploy/systemd/nicupdate.toml
-
-
-def fail(message: str) -> None:
-    __tracebackhide__ = True
-    pytest.fail(message, pytrace=False)
-
-
-def wait_until(check: Callable[[], bool], what: str, explain: Callable[[], str]) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not check():
-        if time.monotonic() > deadline:
-            fail(f"timed out after {TIMEOUT:g} s waiting for {what}\n{explain()}")
-        time.sleep(0.2)
-
-
-@dataclass(frozen=True)
-class Podman:
-    env: dict[str, str]
-
-    def run(
-        self, *args: str, stdin: str = "", timeout: float = 300.0, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            ["podman", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env=self.env,
-            timeout=timeout,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            fail(f"podman {' '.join(args)}: exit {result.returncode}\n{result.stderr[-3000:]}")
-        return result
 
 
 @dataclass(frozen=True)
@@ -111,71 +66,13 @@ class Machine:
 
 @pytest.fixture(scope="module")
 def podman(tmp_path_factory: pytest.TempPathFactory) -> Podman:
-    # Not a skip: without these the unit goes untested. tests/run.sh installs them.
-    missing = [tool for tool in ("podman", "runc", "debootstrap") if not shutil.which(tool)]
-    if missing:
-        fail(f"missing {', '.join(missing)}: run `bash tests/run.sh` as root")
-    if os.geteuid() != 0:
-        fail("the service test runs podman and debootstrap as root: run it as root")
-    conf = tmp_path_factory.mktemp("podman") / "containers.conf"
-    conf.write_text(CONTAINERS_CONF)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NICUPDATE_")}
-    return Podman({**env, "CONTAINERS_CONF": str(conf)})
-
-
-def debian_suite() -> str:
-    """This machine's Debian release, so that its Python matches the wheels built here."""
-    with contextlib.suppress(OSError):
-        release = dict(
-            line.split("=", 1)
-            for line in Path("/etc/os-release").read_text().splitlines()
-            if "=" in line
-        )
-        if release.get("ID") == "debian" and release.get("VERSION_CODENAME"):
-            return release["VERSION_CODENAME"]
-    return "bookworm"
+    return root_podman(tmp_path_factory.mktemp("podman"))
 
 
 @pytest.fixture(scope="module")
 def image(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> str:
     """Debian with systemd and Python, made once and kept (podman's storage is the cache)."""
-    suite = debian_suite()
-    key = hashlib.sha256(" ".join([suite, MIRROR, *PACKAGES]).encode()).hexdigest()[:12]
-    tag = f"localhost/nicupdate-test-systemd:{suite}-{key}"
-    with FileLock(Path(tempfile.gettempdir()) / "nicupdate-test-systemd.lock"):
-        if podman.run("image", "exists", tag, check=False).returncode == 0:
-            return tag
-        rootfs = tmp_path_factory.mktemp("debootstrap") / "rootfs"
-        try:
-            made = subprocess.run(
-                [
-                    *("debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}"),
-                    *(suite, str(rootfs), MIRROR),
-                ],
-                capture_output=True,
-                text=True,
-                timeout=900,
-                check=False,
-            )
-            if made.returncode != 0:
-                fail(f"debootstrap {suite}: exit {made.returncode}\n{made.stderr[-3000:]}")
-            for package in (rootfs / "var/cache/apt/archives").glob("*.deb"):
-                package.unlink()
-            with subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE) as tar:
-                imported = subprocess.run(
-                    ["podman", "import", "-", tag],
-                    stdin=tar.stdout,
-                    capture_output=True,
-                    text=True,
-                    env=podman.env,
-                    timeout=900,
-                    check=False,
-                )
-            if imported.returncode != 0 or tar.returncode != 0:
-                fail(f"podman import {tag}: exit {imported.returncode}\n{imported.stderr}")
-        finally:
-            shutil.rmtree(rootfs, ignore_errors=True)
-    return tag
+    return debian_image(podman, "nicupdate-test-systemd", PACKAGES, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -186,23 +83,7 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copy2(dist.wheel, folder)
     for path in (ROOT / "deploy" / "systemd").iterdir():
         shutil.copy2(path, folder)
-    wheels = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--wheel-dir",
-            str(folder / "index"),
-            f"{dist.wheel}[server]",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert wheels.returncode == 0, wheels.stderr[-3000:]
+    pip_wheel(folder / "index", f"{dist.wheel}[server]")
     return folder
 
 
