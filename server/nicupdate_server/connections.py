@@ -251,6 +251,13 @@ class GuardedProtocol(HttpToolsProtocol):
     def _answering(self) -> bool:
         return bool(self.pipeline) or (self.cycle is not None and not self.cycle.response_complete)
 
+    def shutdown(self) -> None:
+        """The server stops (SIGTERM): a held-back answer goes now, not after its delay,
+        so that it is not cut off when the grace period ends."""
+        if self._held is not None:
+            _wake(self._held)
+        super().shutdown()
+
     def client_gone(self) -> bool:
         """Whether the client has closed its side (or all) of the connection."""
         return self._eof or self.transport.is_closing()
