@@ -61,7 +61,7 @@ class HistoryRow:
     user_agent: str
     old: str  # "A 203.0.113.7; AAAA 2001:db8::7"
     new: str
-    answer: str  # as sent; empty if the server stopped before answering
+    answer: str  # as sent
     detail: str
     confirmed_at: datetime | None
 

@@ -3,20 +3,22 @@
 Every answer a client got about one of its hosts, other than ``nochg``, is a row of
 ``update_log`` (``nicupdate-server host log``), with the answer line exactly as sent:
 
-* a change: the writer stores its row with the change, in the same transaction; the
-  answer (``good ...``, or ``911`` / ``dnserr`` when DNS did not confirm it in time or
-  refused it) is known only later and is written here, as is ``confirmed_at``, the
-  moment every backend had the change: at once for ``good``, when DNS catches up for a
-  ``911``. A row whose server stopped before it answered keeps an empty answer;
+* a change: its answer (``good ...``, or ``911`` / ``dnserr`` when DNS did not confirm
+  it in time or refused it) is known only after the change is stored, so its row is
+  written here once it is sent, with the time the change was stored, and
+  ``confirmed_at``, the moment every backend had the change: at once for ``good``, when
+  DNS catches up for a ``911`` (an update of the row). A server killed in between
+  (``kill -9``, a power cut) loses the rows of the changes it had just answered, never
+  the changes;
 * an address refused (``dnserr``) or a change the database refused to store (``911``):
   written by the writer (:mod:`.store`), with the reason in ``detail``;
 * a repeat of an address that is stored but not yet in DNS (``good`` once DNS has it, or
   ``911``: one row a minute at most), and the ``abuse`` that blocks a host: written here.
 
-``nochg`` answers get no row: like dyn.com's and most dyndns2 servers, the server counts
-them (``host list``: NOCHG, LAST SEEN). A router asking every 5 minutes would otherwise
-add 26,000 rows per host in 90 days. Answers that are about no host of the caller's
-(``badauth``, ``nohost``, 429) are in the log's summaries, not here.
+``nochg`` answers get no row, they are counted (``host list``: NOCHG, LAST SEEN): a
+router asking every 5 minutes would otherwise add 26,000 rows per host in 90 days, for
+answers that changed nothing. Answers about no host of the caller's (``badauth``,
+``nohost``, 429) are in the log's summaries, not here.
 
 What ``host list`` reads follows the answers within a second: everything written here
 (answers, confirmations, each host's last answer, last-seen time and ``nochg`` count,
@@ -49,7 +51,15 @@ from .dyndns import Code
 from .models import UpdateLog
 from .reconciler import Reconciler
 from .state import HostEntry, State
-from .store import Flushed, Writer, describe_failure, describe_records, flush_host_stats
+from .store import (
+    Flushed,
+    HostUpdate,
+    Stored,
+    Writer,
+    describe_failure,
+    describe_records,
+    flush_host_stats,
+)
 
 log = logging.getLogger("nicupdate.history")
 
@@ -92,7 +102,6 @@ class _Taken:
     from the queues once it is committed."""
 
     rows: int
-    answers: int
     confirmations: int
     hosts: list[HostEntry]
     flushed: Flushed = field(default_factory=Flushed)
@@ -110,7 +119,6 @@ class Recorder:
         self._writer = writer
         self._reconciler = reconciler
         self._rows: list[dict[str, Any]] = []  # new rows
-        self._answers: list[dict[str, Any]] = []  # the answers of stored changes' rows
         self._confirmations: list[dict[str, Any]] = []  # confirmed_at of answered rows
         self._lost = 0  # rows and answers dropped while the database refused writes
         self._dirty: dict[int, HostEntry] = {}  # hosts with something for `host list`
@@ -157,22 +165,25 @@ class Recorder:
         self._touch(host)
 
     def answered(
-        self,
-        host: HostEntry,
-        recorded_at: datetime,
-        families: Mapping[str, tuple[str, ...]],
-        code: Code,
-        line: str,
-        reason: str = "",
+        self, change: HostUpdate, stored: Stored, code: Code, line: str, reason: str = ""
     ) -> None:
-        """The answer ``line`` of the stored change whose row was written ``recorded_at``."""
-        now = datetime.now(UTC)
-        row = _Waiting(host.fqdn, recorded_at, families)
-        confirmed_at = now if code is Code.GOOD else self._register(row)
-        self._answers.append(
-            {"f": host.fqdn, "t": recorded_at, "a": line, "d": reason, "c": confirmed_at}
+        """The answer ``line`` to a change that was stored."""
+        host = change.host
+        row = _Waiting(host.fqdn, stored.at, change.families)
+        self._rows.append(
+            {
+                "at": stored.at,
+                "fqdn": host.fqdn,
+                "caller": change.caller,
+                "user_agent": change.user_agent[:255],
+                "old_value": stored.old,
+                "new_value": stored.new,
+                "answer": line[:255],
+                "detail": reason,
+                "confirmed_at": datetime.now(UTC) if code is Code.GOOD else self._register(row),
+            }
         )
-        self._limit(self._answers)
+        self._limit(self._rows)
         self._result(host, code)
 
     def record(
@@ -309,34 +320,25 @@ class Recorder:
             self._lost = 0
 
     async def _carry(self, conn: AsyncConnection) -> None:
-        if self._taken is None:  # else a batch carried it since flush() looked
-            await self.write(conn)
+        """A transaction of its own, which the writer adds what is due to (store.Rider)."""
 
     # The store.Rider protocol: the writer's transactions carry what is written here.
 
     def due(self) -> bool:
         """Something to write, and no transaction carrying some of it yet."""
-        pending = self._rows or self._answers or self._confirmations or self._dirty
+        pending = self._rows or self._confirmations or self._dirty
         return self._taken is None and bool(pending or self._reconciler.unsaved)
 
     async def write(self, conn: AsyncConnection) -> None:
         current = self._state.hosts
         taken = self._taken = _Taken(
             len(self._rows),
-            len(self._answers),
             len(self._confirmations),
             [h for h in self._dirty.values() if current.get(h.fqdn) is h],
         )
         if taken.rows:
             await conn.execute(insert(_log), self._rows[: taken.rows])
-        if taken.answers:
-            await conn.execute(
-                update(_log)
-                .where(_log.c.fqdn == bindparam("f"), _log.c.at == bindparam("t"))
-                .values(answer=bindparam("a"), detail=bindparam("d"), confirmed_at=bindparam("c")),
-                self._answers[: taken.answers],
-            )
-        if taken.confirmations:
+        if taken.confirmations:  # of rows written before, or above
             await conn.execute(
                 update(_log)
                 .where(
@@ -356,7 +358,6 @@ class Recorder:
             return
         taken.flushed.done()
         del self._rows[: taken.rows]
-        del self._answers[: taken.answers]
         del self._confirmations[: taken.confirmations]
         current = self._state.hosts
         for host_id, host in list(self._dirty.items()):
@@ -378,6 +379,8 @@ class Recorder:
                 await self.prune()
             except (SQLAlchemyError, OSError) as exc:
                 log.warning("old history not deleted (%s); will try again", describe_failure(exc))
+            except Exception:
+                log.exception("old history not deleted; will try again")
 
     async def prune(self) -> int:
         """Delete the rows older than ``server.history_days``; how many there were."""

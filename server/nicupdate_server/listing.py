@@ -92,8 +92,7 @@ def history_table(history: History, since: datetime | None) -> list[str]:
                     change_of(row),
                     row.answer or "-",
                     when(row.confirmed_at),
-                    printable(row.detail)
-                    or ("" if row.answer else "no answer recorded: the server stopped first?"),
+                    printable(row.detail),
                 )
                 for row in history.rows
             ]
@@ -121,7 +120,7 @@ def history_json(history: History) -> list[str]:
                 "user_agent": row.user_agent,
                 "old": records_of(row.old),
                 "new": records_of(row.new),
-                "answer": row.answer or None,
+                "answer": row.answer,
                 "detail": row.detail,
                 "confirmed_at": iso(row.confirmed_at),
             }

@@ -96,7 +96,7 @@ class UpdateLog(Base):
     user_agent: Mapped[str] = mapped_column(String(255))
     old_value: Mapped[str] = mapped_column(Text)
     new_value: Mapped[str] = mapped_column(Text)
-    # The answer line as sent (``good 203.0.113.7``, ``911``); empty until it is sent.
+    # The answer line as sent (``good 203.0.113.7``, ``911``).
     answer: Mapped[str] = mapped_column(String(255))
     # Why, when the answer does not say (``not confirmed by DNS within 2 s``).
     detail: Mapped[str] = mapped_column(Text, server_default="")

@@ -84,6 +84,7 @@ async def reconfigure(runtime: Runtime, new: Config) -> None:
     runtime.service.configure(new)
     runtime.authenticator.configure(limits)
     runtime.summary.configure(limits.log_interval)
+    runtime.recorder.history_days = new.server.history_days
     reserved = RESERVED_DESCRIPTORS + (TCP_MAX_CLIENTS if runtime.dns is not None else 0)
     runtime.guard.configure(
         limits,

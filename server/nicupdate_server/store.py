@@ -87,12 +87,21 @@ class HostUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class Stored:
+    """A committed change, for its history row, which ``history.Recorder`` writes once
+    the change is answered: when it was stored (with the host's name, the row's key: the
+    changes of a batch are a microsecond apart), and the records before and after."""
+
+    at: datetime
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     code: Code
     reason: str = ""
-    # The time of a stored change's history row, which with the host's name finds the
-    # row: its answer is written once it is sent (history.Recorder).
-    recorded_at: datetime | None = None
+    stored: Stored | None = None
 
 
 @dataclass(slots=True)
@@ -102,16 +111,16 @@ class _Planned:
     old: dict[str, tuple[str, ...]] = field(default_factory=dict)
     new: dict[str, tuple[str, ...]] = field(default_factory=dict)
     outcome: Outcome | None = None
-    recorded_at: datetime | None = None
+    stored: Stored | None = None
 
 
 class Rider(Protocol):
     """Work the writer's transactions carry for someone else (the update history and
     the hosts' statistics, ``history.Recorder``): when it is ``due()``, ``write`` adds
-    its statements to the transaction of a batch, so that it costs no transaction of
-    its own under load. ``committed`` or ``failed`` follows every transaction of the
-    writer (whether ``write`` took part in it or not), in the writer's task, before
-    anything else is written."""
+    its statements to the next transaction, a batch of changes or an exclusive one, so
+    that it costs no transaction of its own under load. ``committed`` or ``failed``
+    follows every transaction of the writer (whether ``write`` took part in it or not),
+    in the writer's task, before anything else is written."""
 
     def due(self) -> bool: ...
 
@@ -199,6 +208,8 @@ class Writer:
         try:
             async with self._engine.begin() as conn:
                 result = await work(conn)
+                if self.rider is not None and self.rider.due():
+                    await self._ride(self.rider, conn)
         except Exception as exc:  # handed to the waiting caller
             if self.rider is not None:
                 self.rider.failed()
@@ -258,7 +269,7 @@ class Writer:
         return None
 
     async def _probe(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-        if rows:  # `host list`'s "911: not stored" is the rider's to write
+        if rows:  # `host list`'s "911: not stored" is the rider's, in this transaction
             await conn.execute(insert(_log), rows)
         stamp = int(time.time())
         result = await conn.execute(
@@ -303,7 +314,7 @@ class Writer:
                 async with self._engine.begin() as conn:
                     await self._write(conn, writes, serials, now)
                     if rider is not None:
-                        rider = await self._carry(rider, conn)
+                        rider = await self._ride(rider, conn)
             except (SQLAlchemyError, OSError) as exc:
                 if rider is not None:
                     rider.failed()
@@ -324,11 +335,11 @@ class Writer:
             self._on_commit(changed)
         for plan in plans:
             if not plan.future.done():
-                plan.future.set_result(plan.outcome or Outcome(Code.GOOD, "", plan.recorded_at))
+                plan.future.set_result(plan.outcome or Outcome(Code.GOOD, "", plan.stored))
 
-    async def _carry(self, rider: Rider, conn: AsyncConnection) -> Rider | None:
-        """The rider's statements in a batch's transaction; a bug in them must not cost
-        the changes (a failing database does: it fails them all)."""
+    async def _ride(self, rider: Rider, conn: AsyncConnection) -> Rider | None:
+        """The rider's statements in a transaction; a bug in them must not cost the
+        transaction's own work (a failing database does: it fails it all)."""
         try:
             await rider.write(conn)
         except (SQLAlchemyError, OSError):
@@ -365,12 +376,14 @@ class Writer:
         ]
         if rows:
             await conn.execute(insert(_records), rows)
-        # A change's row gets its answer once it is sent (history.Recorder), found by
-        # host and time: each row of a batch is a microsecond apart, so that two changes
-        # of one host in a batch are told apart (cheaper than INSERT ... RETURNING).
-        for index, plan in enumerate(writes):
-            plan.recorded_at = now + timedelta(microseconds=index)
-        await conn.execute(insert(_log), [_history_row(p, p.recorded_at or now) for p in writes])
+        # A refusal is answered already: its history row now. A change's row is written
+        # with its answer, once it is sent (history.Recorder).
+        refusals = [_history_row(p, now) for p in writes if p.update.refusal is not None]
+        if refusals:
+            await conn.execute(insert(_log), refusals)
+        for index, plan in enumerate(p for p in writes if p.new):
+            at = now + timedelta(microseconds=index)
+            plan.stored = Stored(at, describe_records(plan.old), describe_records(plan.new))
         changed = [p for p in writes if p.new]
         if changed:  # last_result is the answer, written once it is sent
             await conn.execute(
@@ -417,8 +430,8 @@ class Writer:
 
 
 def _history_row(plan: _Planned, now: datetime) -> dict[str, Any]:
-    """The update log's row for one planned change: a refusal (``dnserr: REASON``) is
-    answered already; a change gets its answer once it is sent."""
+    """The update log's row of a refusal (``dnserr: REASON``), or of a change the
+    database refused (whose answer the caller sets)."""
     answer, _, detail = (plan.update.refusal or "").partition(": ")
     return {
         "at": now,

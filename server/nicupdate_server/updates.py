@@ -318,17 +318,15 @@ class UpdateService:
 
     async def _submit(self, change: HostUpdate, addresses: tuple[IPAddress, ...]) -> str:
         outcome: Outcome = await self._writer.submit(change)
-        stored = outcome.recorded_at
+        stored = outcome.stored
         if outcome.code is Code.GOOD:  # stored: now wait for DNS
             outcome = await self._reconciler.confirm(change.host.fqdn, self._deadline)
         if outcome.code in SUCCESS_CODES:  # 911 and dnserr are not the client's doing
             self.host_limits.spend(change.host.id)
         line = answer_line(outcome.code, addresses)
         host = change.host
-        if stored is not None:  # its row gets the answer as sent
-            self._recorder.answered(
-                host, stored, change.families, outcome.code, line, outcome.reason
-            )
+        if stored is not None:  # its history row, with the answer as sent
+            self._recorder.answered(change, stored, outcome.code, line, outcome.reason)
         elif outcome.code is Code.NOCHG:  # the same change came just before, in one batch
             self._recorder.nochg(host)
         else:  # not stored: the writer keeps its row until the database takes writes

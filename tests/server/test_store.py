@@ -75,11 +75,11 @@ def test_a_change_refused_by_a_full_disk_is_not_described_as_stored(
         def history() -> list[tuple[str, str, str, str]]:
             with sqlite3.connect(disk / "state.db") as db:
                 return db.execute(
-                    "SELECT old_value, new_value, answer, detail FROM update_log ORDER BY id"
+                    "SELECT old_value, new_value, answer, detail FROM update_log ORDER BY at, id"
                 ).fetchall()
 
-        # The answers as sent; the retry's is written just after it is sent.
-        wait_for(lambda: history()[-1][2], what="the retry's answer in the history")
+        # The answers as sent; the retry's row is written just after it is sent.
+        wait_for(lambda: history()[-1][2] == "good 203.0.113.2", what="the retry's row")
         rows = history()
         log = server.text()
     assert rows[-2] == (
