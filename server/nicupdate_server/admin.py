@@ -16,10 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .auth import hash_password, new_token, token_digest
 from .config import Config
-from .models import Host, Meta, Record, UpdateLog, User, Zone, applied, sync_errors
+from .models import Host, Meta, Record, UpdateLog, User, Zone
 from .names import InvalidName, normalize_fqdn
 from .state import ADMIN_REVISION
 from .store import next_serial
+from .tables import applied, sync_errors
 
 _USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
 MIN_PASSWORD = 8

@@ -4,6 +4,11 @@
 ``text/plain`` with HTTP 200, except ``badauth`` (401 with a Basic challenge) and
 "try again later" (429 with ``Retry-After`` and the body ``911``: the source is locked
 out for guessing, the password checks are busy, or a host's update rate is used up).
+
+The update paths are the hot path (a router asking every few minutes, thousands of
+them): :class:`App` hands them to their handler directly, without Starlette's
+middleware and router, which answer every other path. The handler answers every error
+itself, so the middleware had nothing to add there.
 """
 
 from __future__ import annotations
@@ -12,14 +17,17 @@ import asyncio
 import functools
 import ipaddress
 import logging
+import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from .addresses import IPAddress
 from .config import IPNetwork
@@ -37,6 +45,7 @@ log = logging.getLogger(__name__)
 UPDATE_PATHS = ("/nic/update", "/update", "/v3/update")
 UPDATE_METHODS = frozenset({"GET", "HEAD", "POST"})
 TEXT = "text/plain; charset=utf-8"
+TEXT_BYTES = TEXT.encode()
 # Query parameters whose values are secrets: masked in the access log.
 SECRET_PARAMETERS = frozenset(
     {"password", "pass", "passwd", "pwd", "token", "key", "secret", "apikey", "api_key"}
@@ -110,6 +119,75 @@ async def _sleep(seconds: float) -> None:
 _NONE: dict[str, Any] = {}
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An update request's answer: ``text/plain`` ``body``, HTTP ``status``, and the
+    headers beyond the content's type and length."""
+
+    body: bytes
+    status: int = 200
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+def _answer(
+    lines: Sequence[str], status: int = 200, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> Answer:
+    return Answer(answer_body(lines).encode(), status, headers)
+
+
+UpdateHandler = Callable[[Scope], Awaitable[Answer]]
+# Metrics: an answer, and the seconds it took.
+Observer = Callable[[Answer, float], None]
+
+
+class App:
+    """The ASGI application: requests for ``paths`` go straight to ``update``, all
+    others to ``rest``. ``observe`` (metrics) sees every update answer."""
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        update: UpdateHandler,
+        rest: Starlette,
+        observe: Observer | None = None,
+    ) -> None:
+        self._paths = frozenset(paths)
+        self._update = update
+        self._observe = observe
+        self.rest = rest
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self._paths:
+            await self.rest(scope, receive, send)
+            return
+        started = time.perf_counter()
+        answer = await self._update(scope)
+        if self._observe is not None:
+            self._observe(answer, time.perf_counter() - started)
+        headers = [
+            (b"content-length", str(len(answer.body)).encode()),
+            (b"content-type", TEXT_BYTES),
+            *answer.headers,
+        ]
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        await send({"type": "http.response.body", "body": answer.body})
+
+
+def _request_headers(scope: Scope) -> tuple[str, str, list[str]]:
+    """``Authorization``, ``User-Agent`` (the first of each) and every
+    ``X-Forwarded-For`` of a request (names are lower case in ASGI)."""
+    authorization = user_agent = None
+    forwarded: list[str] = []
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            authorization = authorization or value.decode("latin-1")
+        elif name == b"user-agent":
+            user_agent = user_agent or value.decode("latin-1")
+        elif name == b"x-forwarded-for":
+            forwarded.append(value.decode("latin-1"))
+    return authorization or "", user_agent or "", forwarded
+
+
 def create_app(
     service: UpdateService,
     *,
@@ -120,64 +198,61 @@ def create_app(
     throttle_delay: float = 0.0,
     metrics: Metrics | None = None,
     metrics_allow: Sequence[IPNetwork] | None = None,
-) -> Starlette:
+) -> App:
     """The routes. ``health()`` lists what is wrong with the server (empty: nothing);
     a 429 answer is held back ``throttle_delay`` seconds (at most its Retry-After).
     With ``metrics``, updates are counted and timed, and ``metrics_allow`` (None: not
     here) are the callers /metrics is shown to; others get 404."""
-    challenge = {"WWW-Authenticate": f'Basic realm="{realm}", charset="UTF-8"'}
+    challenge = ((b"www-authenticate", f'Basic realm="{realm}", charset="UTF-8"'.encode()),)
+    not_allowed = _answer([Code.BADAGENT.value], headers=((b"allow", b"GET, HEAD, POST"),))
 
-    def caller_of(request: Request) -> Caller:
+    def caller_of(scope: Scope, user_agent: str, forwarded: list[str]) -> Caller:
         def find_address() -> IPAddress | None:
-            peer = request.client.host if request.client else None
-            forwarded = request.headers.getlist("x-forwarded-for") if trusted_proxies else []
-            return client_address(peer, forwarded, trusted_proxies)
+            client = scope.get("client")
+            peer = client[0] if client else None
+            return client_address(peer, forwarded if trusted_proxies else (), trusted_proxies)
 
-        connection = request.scope.get("extensions", _NONE).get(CONNECTION, _NONE)
-        return Caller(
-            find_address, request.headers.get("user-agent", ""), connection.get("gone", _never)
-        )
+        connection = scope.get("extensions", _NONE).get(CONNECTION, _NONE)
+        return Caller(find_address, user_agent, connection.get("gone", _never))
 
-    async def update(request: Request) -> Response:
-        begin_request(request.scope, trusted_proxies)  # the request id of its log lines
-        if request.method not in UPDATE_METHODS:
-            return PlainTextResponse(
-                answer_body([Code.BADAGENT.value]),
-                media_type=TEXT,
-                headers={"Allow": "GET, HEAD, POST"},
-            )
+    async def update(scope: Scope) -> Answer:
+        begin_request(scope, trusted_proxies)  # the request id of its log lines
+        if scope["method"] not in UPDATE_METHODS:
+            return not_allowed
         try:
-            parsed = parse_update(request.scope["query_string"], max_hosts=max_hosts)
-            header = request.headers.get("authorization")
+            parsed = parse_update(scope["query_string"], max_hosts=max_hosts)
+            header, user_agent, forwarded = _request_headers(scope)
             credentials = parse_basic_auth(header) if header else None
-            lines = await service.handle(parsed, credentials, caller_of(request))
+            caller = caller_of(scope, user_agent, forwarded)
+            lines = await service.handle(parsed, credentials, caller)
         except Unauthorized:
-            return PlainTextResponse(
-                answer_body([Code.BADAUTH.value]), 401, headers=challenge, media_type=TEXT
-            )
+            return _answer([Code.BADAUTH.value], 401, challenge)
         except TooManyRequests as exc:
             code, retry_after = exc.code, exc.retry_after  # answered below, without exc:
             # the wait holds no traceback
         except RequestRejected as exc:
-            return PlainTextResponse(answer_body([exc.code.value]), media_type=TEXT)
+            return _answer([exc.code.value])
         except Exception:
             log.exception("update failed; answered 911")
-            return PlainTextResponse(answer_body([Code.SERVER_ERROR.value]), media_type=TEXT)
+            return _answer([Code.SERVER_ERROR.value])
         else:
-            return PlainTextResponse(answer_body(lines), media_type=TEXT)
+            return _answer(lines)
         delay = min(throttle_delay, retry_after)
         if delay > 0:  # the flood waits, not the server; its connection may be closed
-            connection = request.scope.get("extensions", _NONE).get(CONNECTION, _NONE)
+            connection = scope.get("extensions", _NONE).get(CONNECTION, _NONE)
             await connection.get("hold", _sleep)(delay)
-        return PlainTextResponse(
-            answer_body([code.value]),
-            429,
-            headers={"Retry-After": retry_after_header(retry_after)},
-            media_type=TEXT,
+        wait = retry_after_header(retry_after).encode()
+        return _answer([code.value], 429, ((b"retry-after", wait),))
+
+    def request_caller(request: Request) -> Caller:
+        return caller_of(
+            request.scope,
+            request.headers.get("user-agent", ""),
+            request.headers.getlist("x-forwarded-for"),
         )
 
     async def myip(request: Request) -> Response:
-        address = caller_of(request).address
+        address = request_caller(request).address
         return PlainTextResponse(f"{address or ''}\n", media_type=TEXT)
 
     async def healthz(request: Request) -> Response:
@@ -186,16 +261,13 @@ def create_app(
             return PlainTextResponse("ok\n", media_type=TEXT)
         return PlainTextResponse(answer_body(["unhealthy", *problems]), 503, media_type=TEXT)
 
-    # Every method reaches the handler, which answers the unsupported ones itself.
-    all_methods = [*UPDATE_METHODS, "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"]
-    handler = update if metrics is None else metrics.observe_updates(update)
-    routes = [Route(path, handler, methods=all_methods) for path in UPDATE_PATHS]
-    routes += [Route("/myip", myip), Route("/healthz", healthz)]
+    # Every method reaches the update handler (App), which answers the unsupported ones.
+    routes = [Route("/myip", myip), Route("/healthz", healthz)]
     if metrics is not None and metrics_allow is not None:
         page, allow = metrics.page, tuple(metrics_allow)
 
         async def metrics_page(request: Request) -> Response:
-            address = caller_of(request).address  # behind a trusted proxy: the caller
+            address = request_caller(request).address  # behind a trusted proxy: the caller
             if address is None or not any(address in network for network in allow):
                 return PlainTextResponse("Not Found", 404)  # as for any unknown page
             if request.method not in ("GET", "HEAD"):
@@ -203,5 +275,7 @@ def create_app(
             return await page(request)
 
         # Every method: to a caller not allowed, /metrics is not there whatever it sends.
+        all_methods = [*UPDATE_METHODS, "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"]
         routes.append(Route("/metrics", metrics_page, methods=all_methods))
-    return Starlette(routes=routes)
+    observe = metrics.observe_update if metrics is not None else None
+    return App(UPDATE_PATHS, update, Starlette(routes=routes), observe)

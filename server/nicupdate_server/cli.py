@@ -451,8 +451,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _refused_by_admin(exc: Exception) -> bool:
+    """Whether ``exc`` is an :class:`~.admin.AdminError`, without importing ``admin``
+    (and the ORM mapping it brings) into ``serve``, which never raises one."""
     from .admin import AdminError
+
+    return isinstance(exc, AdminError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     from .db import DatabaseError
 
     args = build_parser().parse_args(argv)
@@ -467,12 +474,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"{PROG}: config error: {exc}", file=sys.stderr)
         return 2
-    except (AdminError, CliError, DatabaseError) as exc:
+    except (CliError, DatabaseError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
     except StartupError as exc:
         print(f"{PROG}: cannot start: {exc}", file=sys.stderr)
         return 3
+    except Exception as exc:
+        if not _refused_by_admin(exc):
+            raise
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

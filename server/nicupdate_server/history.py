@@ -40,15 +40,14 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .config import Config
 from .dyndns import Code
-from .models import UpdateLog
 from .reconciler import Reconciler
 from .state import HostEntry, State
 from .store import (
@@ -60,6 +59,7 @@ from .store import (
     describe_records,
     flush_host_stats,
 )
+from .tables import update_log as _log
 
 log = logging.getLogger("nicupdate.history")
 
@@ -82,8 +82,6 @@ RESULT_LABELS = {
     Code.DNSERR: "dnserr: refused by DNS",
 }
 APPLIED_LATER = "911: stored, applied by DNS later"
-
-_log = cast(Table, UpdateLog.__table__)
 
 
 @dataclass(frozen=True, slots=True)

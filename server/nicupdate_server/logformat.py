@@ -1,8 +1,8 @@
 """How log lines look: text (the default) or JSON (``server.log_format = "json"``).
 
 Text is ``TIME LEVEL LOGGER: MESSAGE``. JSON is one object per line, made by
-python-json-logger from the same records, with these fields (in this order, each only
-when the record has it):
+python-json-logger from the same records (:mod:`.jsonlines`, imported only then), with
+these fields (in this order, each only when the record has it):
 
 * ``time`` (ISO 8601, UTC), ``level``, ``logger``, ``event`` (the message, as the text
   line has it);
@@ -28,34 +28,13 @@ import re
 import secrets
 from collections.abc import Sequence
 from contextvars import ContextVar
-from datetime import UTC, datetime
-from typing import Any
 
-from pythonjsonlogger.core import RESERVED_ATTRS
-from pythonjsonlogger.json import JsonFormatter
 from starlette.types import Scope
 
 from .config import IPNetwork
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 HANDLER_NAME = "nicupdate"  # the handler log_to_stderr() installs
-ACCESS_LOGGER = "uvicorn.access"
-FIELDS = (
-    "time",
-    "level",
-    "logger",
-    "event",
-    "host",
-    "caller",
-    "answer",
-    "peer",
-    "method",
-    "path",
-    "status",
-    "request_id",
-    "exception",
-    "stack",
-)
 REQUEST_ID_KEY = "nicupdate.request_id"  # where a request's id is kept in its ASGI scope
 FORWARDED_ID = re.compile(r"[\x21-\x7e]{1,128}")  # a proxy's id: printable, no spaces
 
@@ -109,38 +88,6 @@ class RequestContext(logging.Filter):
         return True
 
 
-class JsonLines(JsonFormatter):
-    """One JSON object per record, with the fields of the module docstring."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            ["levelname", "name", "message"],
-            rename_fields={
-                "levelname": "level",
-                "name": "logger",
-                "message": "event",
-                "exc_info": "exception",
-                "stack_info": "stack",
-            },
-            reserved_attrs=RESERVED_ATTRS,
-        )
-
-    def add_fields(
-        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
-    ) -> None:
-        super().add_fields(log_data, record, message_dict)
-        created = datetime.fromtimestamp(record.created, UTC)
-        log_data["time"] = created.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        log_data["level"] = record.levelname.lower()
-        args = record.args
-        if record.name == ACCESS_LOGGER and isinstance(args, tuple) and len(args) == 5:
-            # uvicorn's: peer, method, path (masked by app.MaskSecrets), version, status
-            log_data.update(peer=args[0], method=args[1], path=args[2], status=args[4])
-
-    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
-        return {key: log_data[key] for key in FIELDS if key in log_data}
-
-
 def log_to_stderr(log_format: str) -> None:
     """Send every log line to standard error, as ``log_format`` says (``text``, ``json``)."""
     root = logging.getLogger()
@@ -157,8 +104,12 @@ def set_log_format(log_format: str) -> None:
     has not been called (the server runs inside something else, a test)."""
     handler = _handler()
     if handler is not None:
-        formatter = JsonLines() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
-        handler.setFormatter(formatter)
+        if log_format == "json":
+            from .jsonlines import JsonLines
+
+            handler.setFormatter(JsonLines())
+        else:
+            handler.setFormatter(logging.Formatter(TEXT_FORMAT))
 
 
 def _handler() -> logging.Handler | None:

@@ -7,9 +7,9 @@ on a listener of its own for everyone who reaches it, and then not on the HTTP o
 What it costs the requests, next to nothing (``tests/benchmarks/bench_update.py``
 measures ``nochg`` with metrics on and off):
 
-* the update handler is wrapped once (:meth:`Metrics.observe_updates`): each answer
-  line counts on a counter bound to its answer code at start, and the time the request
-  took goes to a histogram;
+* each update answer is shown to :meth:`Metrics.observe_update` (by ``app.App``): each
+  answer line counts on a counter bound to its answer code at start, and the time the
+  request took goes to a histogram;
 * other durations go to histograms through hooks the server's objects call:
   ``Writer.on_write`` (database transactions) and ``Reconciler.on_applied`` (from
   stored to confirmed, per backend);
@@ -24,9 +24,7 @@ This module is imported only when ``metrics.enabled`` (the default).
 from __future__ import annotations
 
 import asyncio
-import functools
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import dns.rcode
@@ -45,9 +43,8 @@ from .dyndns import Code
 from .listeners import bind_tcp
 
 if TYPE_CHECKING:
+    from .app import Answer
     from .runtime import HttpServer, Runtime
-
-Endpoint = Callable[[Request], Awaitable[Response]]
 
 # Seconds. An update answered from memory takes well under a millisecond; a change
 # waits for its commit and for DNS, at most server.apply_deadline (2 s by default).
@@ -84,6 +81,7 @@ class Metrics:
             registry=self.registry,
         )
         self._answers = {code.value.encode(): updates.labels(code.value) for code in Code}
+        self._server_error = self._answers[Code.SERVER_ERROR.value.encode()]
         self._throttled = Counter(
             "nicupdate_updates_throttled",
             "Update requests answered HTTP 429 (911 with Retry-After): lock-outs, busy "
@@ -125,28 +123,20 @@ class Metrics:
             child = self._applied_by[backend] = self._applied.labels(backend)
         child.observe(seconds)
 
-    def observe_updates(self, endpoint: Endpoint) -> Endpoint:
-        """``endpoint`` (the update handler), counting its answers and timing it."""
-        answers, throttled, duration = self._answers, self._throttled, self._duration
-        server_error = answers[Code.SERVER_ERROR.value.encode()]
-        clock = time.perf_counter
-
-        @functools.wraps(endpoint)
-        async def observed(request: Request) -> Response:
-            started = clock()
-            response = await endpoint(request)
-            if response.status_code == THROTTLED:
-                throttled.inc()
-                server_error.inc()
-                return response
-            duration.observe(clock() - started)
-            for line in bytes(response.body).splitlines():
-                counter = answers.get(line.partition(b" ")[0])
-                if counter is not None:
-                    counter.inc()
-            return response
-
-        return observed
+    def observe_update(self, answer: Answer, seconds: float) -> None:
+        """An update request's ``answer``, which took ``seconds``: its answer lines are
+        counted by code, its time goes to the histogram (a 429, held back on purpose,
+        counts as 911 and is not timed)."""
+        if answer.status == THROTTLED:
+            self._throttled.inc()
+            self._server_error.inc()
+            return
+        self._duration.observe(seconds)
+        answers = self._answers
+        for line in answer.body.splitlines():
+            counter = answers.get(line.partition(b" ")[0])
+            if counter is not None:
+                counter.inc()
 
     async def page(self, request: Request) -> Response:
         """The exposition, in the format the scraper asks for (Prometheus: OpenMetrics)."""

@@ -44,10 +44,10 @@ from .backends import (
 )
 from .config import Config, ZoneSettings
 from .dyndns import Code
-from .models import applied as _applied
-from .models import sync_errors as _errors
 from .state import State
 from .store import Outcome
+from .tables import applied as _applied
+from .tables import sync_errors as _errors
 
 log = logging.getLogger("nicupdate.reconcile")
 
@@ -125,6 +125,7 @@ class Reconciler:
         self._drift_tasks: list[asyncio.Task[None]] = []
         self._random = random.Random()
         self._route_cache: dict[str, list[Route]] = {}  # the configuration does not change
+        self._routes_by_zone: dict[str, list[Route]] = {}
         # Told each name whose records every backend has now (the update history).
         self.on_confirmed: Callable[[str], None] = _nothing
         # Told, per backend, how many seconds after it was stored a change reached it;
@@ -184,6 +185,7 @@ class Reconciler:
         self.config = config
         self.backends = backends
         self._route_cache.clear()
+        self._routes_by_zone.clear()
 
     def healthy(self) -> bool:
         tasks = [w.task for w in self._workers.values() if w.task] + self._drift_tasks
@@ -538,14 +540,23 @@ class Reconciler:
     def _backends_of(self, zone: ZoneSettings) -> list[str]:
         return list(zone.backends)
 
+    def _zone_routes(self, zone: ZoneSettings) -> list[Route]:
+        """The routes of a zone's names: one list, which every name of it shares."""
+        routes = self._routes_by_zone.get(zone.name)
+        if routes is None:
+            backends = self._backends_of(zone)
+            routes = self._routes_by_zone[zone.name] = [
+                (b, zone) for b in backends if b in self.backends
+            ]
+        return routes
+
     def _routes(self, fqdn: str) -> list[Route]:
         routes = self._route_cache.get(fqdn)
         if routes is None:
             # A zone apex or nameserver that an older version let be a host: its NS and
             # glue records are the zone's, never the host's.
             zone = self._zone(fqdn) if fqdn not in self.config.reserved else None
-            backends = self._backends_of(zone) if zone is not None else []
-            routes = [(b, zone) for b in backends if zone is not None and b in self.backends]
+            routes = self._zone_routes(zone) if zone is not None else []
             if len(self._route_cache) >= ROUTE_CACHE_SIZE:
                 self._route_cache.clear()
             self._route_cache[fqdn] = routes

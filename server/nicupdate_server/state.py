@@ -14,7 +14,11 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .models import Host, Meta, Record, User, Zone
+from .tables import hosts as _hosts
+from .tables import meta as _meta
+from .tables import records as _records
+from .tables import users as _users
+from .tables import zones as _zones
 
 ADMIN_REVISION = "admin_revision"
 
@@ -55,18 +59,18 @@ class State:
     @classmethod
     async def load(cls, conn: AsyncConnection) -> State:
         state = cls()
-        for user in await conn.execute(select(User.id, User.name, User.password_hash)):
+        for user in await conn.execute(select(_users.c.id, _users.c.name, _users.c.password_hash)):
             state.users[user.name] = UserEntry(user.id, user.name, user.password_hash)
         by_id: dict[int, HostEntry] = {}
         hosts = await conn.execute(
             select(
-                Host.id,
-                Host.fqdn,
-                Host.owner_id,
-                Host.token_digest,
-                Host.last_update_at,
-                Host.last_result,
-                Host.blocked_at,
+                _hosts.c.id,
+                _hosts.c.fqdn,
+                _hosts.c.owner_id,
+                _hosts.c.token_digest,
+                _hosts.c.last_update_at,
+                _hosts.c.last_result,
+                _hosts.c.blocked_at,
             )
         )
         for row in hosts:
@@ -81,20 +85,20 @@ class State:
             )
             state.hosts[row.fqdn] = by_id[row.id] = entry
         records = await conn.execute(
-            select(Record.host_id, Record.rtype, Record.address).order_by(
-                Record.host_id, Record.rtype, Record.address
+            select(_records.c.host_id, _records.c.rtype, _records.c.address).order_by(
+                _records.c.host_id, _records.c.rtype, _records.c.address
             )
         )
         for record in records:
             host = by_id.get(record.host_id)
             if host is not None:
                 host.records[record.rtype] = (*host.records.get(record.rtype, ()), record.address)
-        for zone in await conn.execute(select(Zone.name, Zone.serial)):
+        for zone in await conn.execute(select(_zones.c.name, _zones.c.serial)):
             state.zone_serials[zone.name] = zone.serial
         state.admin_revision = await read_admin_revision(conn)
         return state
 
 
 async def read_admin_revision(conn: AsyncConnection) -> int:
-    result = await conn.execute(select(Meta.value).where(Meta.key == ADMIN_REVISION))
+    result = await conn.execute(select(_meta.c.value).where(_meta.c.key == ADMIN_REVISION))
     return result.scalar_one_or_none() or 0

@@ -24,15 +24,15 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from . import tables
 from .config import ZoneSettings
 from .dyndns import Code
-from .models import Host, Meta, Record, UpdateLog, Zone
 from .state import HostEntry, State
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,11 @@ MAX_BATCH = 512
 MAX_UNRECORDED = 10_000
 NOT_STORED = "911: not stored (the database refused the write)"
 WRITE_PROBE = "write_probe"
-_hosts = cast(Table, Host.__table__)
-_records = cast(Table, Record.__table__)
-_log = cast(Table, UpdateLog.__table__)
-_zones = cast(Table, Zone.__table__)
-_meta = cast(Table, Meta.__table__)
+_hosts = tables.hosts
+_records = tables.records
+_log = tables.update_log
+_zones = tables.zones
+_meta = tables.meta
 
 
 def _ignore(seconds: float) -> None:

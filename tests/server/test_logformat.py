@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from nicupdate_server.logformat import JsonLines
+from nicupdate_server.jsonlines import JsonLines
 
 from tests.server.process import ALICE, HOME, ServerProcess, server_process, wait_for
 

@@ -16,7 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from nicupdate_server.db import HEAD_REVISION
 from nicupdate_server.migrations import alembic_config
-from nicupdate_server.models import Base
+from nicupdate_server.tables import metadata
 
 from tests.server.conftest import run_cli, write_config
 
@@ -47,7 +47,7 @@ def test_head_revision_is_alembics_head(tmp_path: Path) -> None:
     assert scripts.get_heads() == [HEAD_REVISION]  # one head, and the code knows it
 
 
-def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
+def test_migrated_schema_matches_the_tables(tmp_path: Path) -> None:
     db = tmp_path / "state.db"
     done = migrate(f"sqlite+aiosqlite:///{db}")
     assert done.returncode == 0, done.stderr
@@ -57,7 +57,7 @@ def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True})
             assert context.get_current_revision() == HEAD_REVISION
-            assert compare_metadata(context, Base.metadata) == []
+            assert compare_metadata(context, metadata) == []
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     finally:
         engine.dispose()

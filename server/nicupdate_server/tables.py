@@ -1,0 +1,141 @@
+"""The durable state's tables (SQLAlchemy Core). Alembic migrations (``migrations/``)
+build them; a test checks that the migrated schema matches.
+
+The server reads and writes these tables in bulk with Core statements. The CLI's
+account and host management (``admin.py``) works on ORM classes mapped onto the same
+tables (``models.py``), which the server never imports.
+
+Portable SQL only: the same schema runs on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING)
+TIME = DateTime(timezone=True)
+
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), unique=True, nullable=False),
+    Column("password_hash", String(255), nullable=False),
+    Column("created_at", TIME, nullable=False),
+    Column("updated_at", TIME, nullable=False),
+)
+
+hosts = Table(
+    "hosts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("fqdn", String(253), unique=True, nullable=False),
+    Column(
+        "owner_id",
+        ForeignKey("users.id", ondelete="CASCADE"),
+        index=True,
+        nullable=False,
+    ),
+    # SHA-256 hex digest of the host token; tokens are long random secrets.
+    Column("token_digest", String(64)),
+    Column("created_at", TIME, nullable=False),
+    Column("last_update_at", TIME),
+    Column("last_result", String(64)),
+    Column("last_seen_at", TIME),
+    Column("nochg_count", BigInteger, default=0, nullable=False),
+    # Set when the host answered `abuse` (too many needless updates); `host unblock`
+    # clears it.
+    Column("blocked_at", TIME),
+)
+
+# An address a host currently has: one row per (host, type, address).
+records = Table(
+    "records",
+    metadata,
+    Column("host_id", ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True),
+    Column("rtype", String(4), primary_key=True),
+    Column("address", String(45), primary_key=True),
+)
+
+# Per-zone state that must survive restarts: the SOA serial.
+zones = Table(
+    "zones",
+    metadata,
+    Column("name", String(253), primary_key=True),
+    Column("serial", BigInteger, nullable=False),
+)
+
+# The update history (``history.py``): one row per answer other than ``nochg``.
+update_log = Table(
+    "update_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", TIME, index=True, nullable=False),
+    Column("fqdn", String(253), nullable=False),
+    Column("caller", String(45), nullable=False),
+    Column("user_agent", String(255), nullable=False),
+    Column("old_value", Text, nullable=False),
+    Column("new_value", Text, nullable=False),
+    # The answer line as sent (``good 203.0.113.7``, ``911``).
+    Column("answer", String(255), nullable=False),
+    # Why, when the answer does not say (``not confirmed by DNS within 2 s``).
+    Column("detail", Text, server_default="", nullable=False),
+    # When every backend of the zone had the host's records of this update.
+    Column("confirmed_at", TIME),
+    Index("ix_update_log_fqdn_at", "fqdn", "at"),
+)
+
+# Small named counters; ``admin_revision`` rises on every CLI change.
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+# What a backend has confirmed for a name: the addresses of one type, as applied. Keyed
+# by name rather than host, so that a removed host's records are still known and can
+# be deleted from DNS. The desired state is ``records``; where the two differ, a change
+# is pending and the reconciler applies it. Backends that rebuild their data from
+# ``records`` at start-up (``builtin``) keep no rows here.
+applied = Table(
+    "applied",
+    metadata,
+    Column("backend", String(64), primary_key=True),
+    Column("fqdn", String(253), primary_key=True),
+    Column("rtype", String(4), primary_key=True),
+    Column("addresses", Text, nullable=False),  # comma-separated, sorted
+)
+
+# The last error a backend gave for a name, until a later apply succeeds.
+sync_errors = Table(
+    "sync_errors",
+    metadata,
+    Column("backend", String(64), primary_key=True),
+    Column("fqdn", String(253), primary_key=True),
+    Column("at", TIME, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("permanent", Boolean, nullable=False),
+    Column("message", Text, nullable=False),
+)
