@@ -58,6 +58,7 @@ from .store import (
     describe_failure,
     describe_records,
     flush_host_stats,
+    parse_records,
 )
 from .tables import update_log as _log
 
@@ -69,6 +70,8 @@ FLUSH_DELAY = 0.5
 RETRY_DELAY = 1.0
 # A client repeating an address that DNS does not have yet: one 911 row per this.
 REPEAT_INTERVAL = 60.0
+# After a restart, the 911 rows of this long before still get their confirmation time.
+RESUME_WINDOW = timedelta(days=7)
 # Rows and answers kept in memory while the database refuses writes.
 MAX_PENDING = 10_000
 # Old rows: looked for this often (and this long after start), deleted in batches.
@@ -129,9 +132,38 @@ class Recorder:
         self._taken: _Taken | None = None  # written by a transaction not committed yet
         self._tasks: list[asyncio.Task[None]] = []
 
+    async def load(self, conn: AsyncConnection) -> None:
+        """After a restart: the changes answered ``911`` before it wait for DNS again,
+        so that their rows get the time DNS confirms them (see :meth:`resumed`)."""
+        cutoff = datetime.now(UTC) - RESUME_WINDOW
+        rows = await conn.execute(
+            select(_log.c.fqdn, _log.c.at, _log.c.old_value, _log.c.new_value)
+            .where(
+                _log.c.answer == Code.SERVER_ERROR.value,
+                _log.c.confirmed_at.is_(None),
+                _log.c.at >= cutoff,
+            )
+            .order_by(_log.c.at)
+        )
+        for row in rows:
+            # The families the change set, and those it emptied.
+            old, new = parse_records(row.old_value), parse_records(row.new_value)
+            self._wait(_Waiting(row.fqdn, row.at, {rtype: () for rtype in old} | new))
+
+    def resumed(self) -> None:
+        """The reconciler has compared DNS with the records (its start): what it does not
+        have to apply is not waited for (when DNS got it is not known)."""
+        behind = self._reconciler.behind
+        for fqdn in [f for f in self._waiting if f not in behind]:
+            del self._waiting[fqdn]
+
     def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._run(), name="nicupdate-history"))
         self._tasks.append(asyncio.create_task(self._prune_loop(), name="nicupdate-prune"))
+
+    def healthy(self) -> bool:
+        """Whether its writing and pruning tasks run (/healthz)."""
+        return all(not task.done() for task in self._tasks)
 
     async def close(self) -> None:
         """Stop, and write what is left."""
@@ -209,7 +241,13 @@ class Recorder:
             if skipped:
                 reason += f" (and {skipped} more like it in the minute before, not listed)"
         now = datetime.now(UTC)
-        records = describe_records({rtype: host.records.get(rtype, ()) for rtype in families})
+        current = {rtype: host.records.get(rtype, ()) for rtype in families}
+        records = describe_records(current)
+        confirmed_at = None
+        if code is Code.GOOD:
+            confirmed_at = now
+        elif code is Code.SERVER_ERROR:  # the records are stored: DNS confirms them later
+            confirmed_at = self._register(_Waiting(host.fqdn, now, current))
         self._rows.append(
             {
                 "at": now,
@@ -220,7 +258,7 @@ class Recorder:
                 "new_value": records,
                 "answer": line[:255],
                 "detail": reason,
-                "confirmed_at": now if code is Code.GOOD else None,
+                "confirmed_at": confirmed_at,
             }
         )
         self._limit(self._rows)
@@ -255,11 +293,15 @@ class Recorder:
         since, the time it is now."""
         if row.fqdn not in self._reconciler.behind:
             return datetime.now(UTC) if self._served(row.fqdn, row.families) else None
-        waiting = self._waiting.setdefault(row.fqdn, [])
-        # A change replaced by this one never gets its own confirmation.
-        waiting[:] = [w for w in waiting if not w.families.keys() <= row.families.keys()]
-        waiting.append(row)
+        self._wait(row)
         return None
+
+    def _wait(self, row: _Waiting) -> None:
+        waiting = self._waiting.setdefault(row.fqdn, [])
+        # A change replaced by this one (other addresses for one of its families) never
+        # gets its own confirmation; a repeat of the same addresses is confirmed with it.
+        waiting[:] = [w for w in waiting if not _replaced(w.families, row.families)]
+        waiting.append(row)
 
     def _served(self, fqdn: str, families: Mapping[str, tuple[str, ...]]) -> bool:
         return all(self._reconciler.desired(fqdn, t) == v for t, v in families.items())
@@ -401,6 +443,10 @@ class Recorder:
                 batches,
             )
         return total
+
+
+def _replaced(earlier: Mapping[str, tuple[str, ...]], later: Mapping[str, tuple[str, ...]]) -> bool:
+    return any(rtype in later and later[rtype] != value for rtype, value in earlier.items())
 
 
 async def _delete_before(conn: AsyncConnection, cutoff: datetime) -> int:

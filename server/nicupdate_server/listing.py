@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .admin import History, HistoryRow, HostRow, utc
+from .store import parse_records
 
 RTYPES = ("A", "AAAA")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d|w)", re.IGNORECASE)
@@ -61,11 +62,7 @@ def iso(value: datetime | None) -> str | None:
 
 def records_of(described: str) -> dict[str, list[str]]:
     """``A 203.0.113.7; AAAA 2001:db8::7`` (as the history keeps it) as a mapping."""
-    out: dict[str, list[str]] = {}
-    for part in filter(None, (p.strip() for p in described.split(";"))):
-        rtype, _, addresses = part.partition(" ")
-        out[rtype] = [a for a in addresses.split(",") if a]
-    return out
+    return {rtype: list(addresses) for rtype, addresses in parse_records(described).items()}
 
 
 # --- host log -------------------------------------------------------------------------

@@ -122,6 +122,7 @@ class Runtime:
             await ensure_zones(conn, list(self.config.zones))
             self._adopt(await State.load(conn))
             await self.reconciler.load(conn)
+            await self.recorder.load(conn)
         if self.metrics is not None:  # its own listener, if metrics.listen is set
             await self.metrics.start()  # a port in use stops us here, as for DNS
         builtin_zones = [z for z in self.config.zones if "builtin" in z.backends]
@@ -139,6 +140,7 @@ class Runtime:
         self.writer.start()
         self.recorder.start()
         self.reconciler.start()  # resumes whatever was pending when the server stopped
+        self.recorder.resumed()
         await self.writer.check_writes()  # so that /healthz knows a read-only database
         for fqdn in self.state.hosts:
             if fqdn in self.config.reserved:
@@ -225,6 +227,8 @@ class Runtime:
             problems.append("background task: stopped (CLI changes are not picked up)")
         if not self.reconciler.healthy():
             problems.append("reconciler: a backend worker stopped")
+        if not self.recorder.healthy():
+            problems.append("update history: its writer stopped (host log, host list)")
         writer = self.writer
         if (
             writer.failure is not None

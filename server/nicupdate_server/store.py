@@ -72,6 +72,15 @@ def describe_records(records: Mapping[str, tuple[str, ...]]) -> str:
     )
 
 
+def parse_records(described: str) -> dict[str, tuple[str, ...]]:
+    """The records :func:`describe_records` described."""
+    out: dict[str, tuple[str, ...]] = {}
+    for part in filter(None, (p.strip() for p in described.split(";"))):
+        rtype, _, addresses = part.partition(" ")
+        out[rtype] = tuple(a for a in addresses.split(",") if a)
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class HostUpdate:
     """What one request wants for one host."""

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -176,6 +177,26 @@ def start_server(config_path: Path) -> LiveServer:
     return LiveServer(
         config_path, config, runtime_box["runtime"], runtime_box["http"], loop, thread
     )
+
+
+def eventually(check: Callable[[], T], timeout: float = 30.0) -> T:
+    """``check()`` once it is true, or its last value after ``timeout`` seconds (polled
+    every 50 ms): for what a running server takes a moment to show."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No NICUPDATE_* variables from the caller's shell reach the commands (a module
+    asks for it with ``pytestmark = pytest.mark.usefixtures("clean_environment")``)."""
+    for name in list(os.environ):
+        if name.startswith("NICUPDATE_"):
+            monkeypatch.delenv(name)
 
 
 def stop_server(server: LiveServer) -> None:

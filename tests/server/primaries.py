@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
 import socket
 import subprocess
 import time
@@ -27,6 +26,8 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 import pytest
+
+from tests.server.process import stop_by_pid
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 READY_TIMEOUT = 20.0
@@ -89,15 +90,8 @@ class Primary:
     def stop(self) -> None:
         """SIGTERM by PID and wait for the process to end (SIGKILL after 10 s)."""
         process, self.process = self.process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGTERM)
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait()
+        if process is not None:
+            stop_by_pid(process, STOP_TIMEOUT)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT

@@ -62,6 +62,17 @@ def free_port() -> int:
             return port
 
 
+def stop_by_pid(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM by PID and wait for the process to end (SIGKILL after ``timeout`` s)."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 def wait_for(check: Callable[[], object], timeout: float = 30.0, what: str = "it") -> None:
     """Poll ``check`` until it is true; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

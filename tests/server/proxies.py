@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from tests.server.primaries import rewrite
-from tests.server.process import free_port
+from tests.server.process import free_port, stop_by_pid
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 NAME = "ddns.example.com"  # the examples' server name; curl --resolve points it at loopback
@@ -279,13 +278,7 @@ def running_proxy(
         _wait_ready(proxy)
         yield proxy
     finally:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGTERM)
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_by_pid(process, STOP_TIMEOUT)
 
 
 def _wait_ready(proxy: Proxy) -> None:

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import textwrap
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from nicupdate_server.backends import BackendUnavailable, create_backend
 
 from tests.server.backend_contract import HOME, ZONE_NAME
 from tests.server.conftest import ALICE, LiveServer, start_server, stop_server
+from tests.server.conftest import eventually as eventually  # for the relays' tests
 
 DDCLIENT = "ddclient/3.11.2"
 
@@ -83,16 +83,6 @@ def relay_server(
 def ddclient(server: LiveServer, query: str) -> httpx.Response:
     """``/nic/update?<query>`` as alice, with ddclient's User-Agent."""
     return server.update(query, auth=ALICE, headers={"User-Agent": DDCLIENT})
-
-
-def eventually(check: Callable[[], object], timeout: float = 30.0) -> bool:
-    """Whether ``check()`` comes true within ``timeout`` seconds (polled every 50 ms)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if check():
-            return True
-        time.sleep(0.05)
-    return bool(check())
 
 
 def changed_table(base: Mapping[str, Any], change: Mapping[str, Any]) -> dict[str, Any]:

@@ -31,7 +31,14 @@ import dns.rdatatype
 import httpx
 import pytest
 
-from tests.server.conftest import LiveServer, run_cli, start_server, stop_server, write_config
+from tests.server.conftest import (
+    LiveServer,
+    eventually,
+    run_cli,
+    start_server,
+    stop_server,
+    write_config,
+)
 
 T = TypeVar("T")
 
@@ -41,22 +48,7 @@ OFFICE = "office.dyn.example.test"
 WHEN = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No NICUPDATE_* variables from the caller's shell reach the commands."""
-    for name in list(os.environ):
-        if name.startswith("NICUPDATE_"):
-            monkeypatch.delenv(name)
-
-
-def eventually(check: Callable[[], T], timeout: float = 5.0) -> T:
-    """Call ``check`` until it returns something true (a server reloads every 0.2 s)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.1)
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 def one_line(stderr: str) -> str:

@@ -12,13 +12,20 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
-from tests.server.conftest import LiveServer, run_cli, start_server, stop_server, write_config
+from tests.server.conftest import (
+    LiveServer,
+    eventually,
+    run_cli,
+    start_server,
+    stop_server,
+    write_config,
+)
 
 T = TypeVar("T")
 
@@ -27,12 +34,7 @@ HOST = "bob.dyn.example.test"
 TOO_SHORT = "the password is too short: use at least 8 characters"
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No NICUPDATE_* variables from the caller's shell reach the commands."""
-    for name in list(os.environ):
-        if name.startswith("NICUPDATE_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 class Terminal:
@@ -100,15 +102,6 @@ class Terminal:
 @pytest.fixture
 def config_path(tmp_path: Path) -> Path:
     return write_config(tmp_path)  # no database yet: the first command creates it
-
-
-def eventually(check: Callable[[], T], timeout: float = 30.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.1)
 
 
 # --- passwords at a terminal ------------------------------------------------------------

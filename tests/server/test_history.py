@@ -14,8 +14,6 @@ import logging
 import re
 import sqlite3
 import subprocess
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,7 +23,14 @@ import pytest
 from nicupdate_server import history
 from nicupdate_server.config import ConfigError, load_config
 
-from tests.server.conftest import ALICE, LiveServer, start_server, stop_server, write_config
+from tests.server.conftest import (
+    ALICE,
+    LiveServer,
+    eventually,
+    start_server,
+    stop_server,
+    write_config,
+)
 from tests.server.primaries import running_bind
 from tests.server.test_durable import held, write_server_config
 
@@ -33,19 +38,6 @@ T = TypeVar("T")
 
 HOME = "home.dyn.example.test"
 AGENT = "ddclient/3.11.2"
-# Long enough for the CLI to start a few times on a busy machine; what is waited for
-# comes within a second (the old code took 10 s for NOCHG and LAST SEEN).
-WAIT = 8.0
-
-
-def eventually(check: Callable[[], T], timeout: float = WAIT) -> T:
-    """``check()`` once it is true, or its last value after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.05)
 
 
 def update(server: LiveServer, query: str, agent: str | bytes = AGENT) -> str:
@@ -213,6 +205,7 @@ def test_a_911_is_in_the_history_and_confirmed_when_dns_catches_up(tmp_path: Pat
             rows = eventually(confirmed, timeout=30)  # the primary's next answer
             assert rows, log_json(server)
             assert rows[1]["confirmed_at"] > rows[1]["at"]
+            assert rows[2]["confirmed_at"] > rows[2]["at"]  # the repeat's, too
             assert primary.query(HOME, "A") == ["203.0.113.8"]
             row = eventually(lambda: (r := listed(server))["pending"] == {} and r)
             assert row, listed(server)
@@ -221,6 +214,32 @@ def test_a_911_is_in_the_history_and_confirmed_when_dns_catches_up(tmp_path: Pat
             confirmed_at = datetime.fromisoformat(rows[1]["confirmed_at"])
             shown = f"  911 +{confirmed_at:%Y-%m-%d %H:%M:%S}  stored; DNS will get it when"
             assert re.search(shown, table[2]), table
+        finally:
+            stop_server(server)
+
+
+def test_a_911_answered_before_a_restart_is_confirmed_after_it(tmp_path: Path) -> None:
+    with running_bind(tmp_path / "bind") as primary:
+        config = write_server_config(tmp_path, primary, deadline=0.5)
+        server = start_server(config)
+        try:
+            server.add_user(*ALICE)
+            server.add_host(HOME, "alice")
+            with held(primary):
+                assert update(server, f"hostname={HOME}&myip=203.0.113.8") == "911\n"
+                stop_server(server)
+                server = start_server(config)  # the change is still DNS's to get
+                rows = log_json(server)
+                assert (rows[0]["answer"], rows[0]["confirmed_at"]) == ("911", None)
+
+            def confirmed() -> list[dict[str, Any]] | None:
+                rows = log_json(server)
+                return rows if rows[0]["confirmed_at"] else None
+
+            rows = eventually(confirmed)
+            assert rows, log_json(server)
+            assert rows[0]["confirmed_at"] > rows[0]["at"]
+            assert primary.query(HOME, "A") == ["203.0.113.8"]
         finally:
             stop_server(server)
 

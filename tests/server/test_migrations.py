@@ -23,11 +23,7 @@ from tests.server.conftest import run_cli, write_config
 SECRET = "s3cr3t-Pa@ss/w:rd"
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("NICUPDATE_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 def migrate(url: str) -> subprocess.CompletedProcess[str]:

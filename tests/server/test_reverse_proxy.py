@@ -19,7 +19,7 @@ import dns.query
 import pytest
 
 from tests.server.process import ALICE, HOME, ServerProcess, server_process, wait_for
-from tests.server.proxies import DEPLOY, NAME, CurlFailed, Kind, Proxy, running_proxy
+from tests.server.proxies import DEPLOY, NAME, Answer, CurlFailed, Kind, Proxy, running_proxy
 
 KINDS: list[Kind] = ["caddy", "nginx"]
 # Per proxy: the caller's loopback address, another client's, and the address it sets,
@@ -109,6 +109,14 @@ def test_an_update_over_tls_through_the_proxy(
     assert refused.value.status == 60  # CURLE_PEER_FAILED_VERIFICATION
 
 
+def seen_as(server: ServerProcess, start: int, answer: Answer, address: str) -> None:
+    """An update without myip came from ``address`` as the server saw it: a loopback
+    address, refused (dnserr) and logged after offset ``start`` of its log."""
+    assert (answer.status, answer.body) == (200, "dnserr\n")
+    line = f"{HOME}: dnserr: {address} is a loopback address"
+    wait_for(lambda: logged_after(server, start, line), what=line)
+
+
 def test_the_server_takes_the_caller_from_x_forwarded_for(
     proxy: Proxy, kind: Kind, trusting: ServerProcess
 ) -> None:
@@ -118,9 +126,7 @@ def test_the_server_takes_the_caller_from_x_forwarded_for(
 
     start = len(trusting.text())
     answer = proxy.curl(f"/nic/update?hostname={HOME}", source=caller, user=ALICE)
-    assert (answer.status, answer.body) == (200, "dnserr\n")
-    line = f"{HOME}: dnserr: {caller} is a loopback address"
-    wait_for(lambda: logged_after(trusting, start, line), what=line)
+    seen_as(trusting, start, answer, caller)
 
 
 def test_without_trusted_proxies_every_caller_is_the_proxy(
@@ -131,9 +137,7 @@ def test_without_trusted_proxies_every_caller_is_the_proxy(
 
         start = len(distrusting.text())
         answer = proxy.curl(f"/nic/update?hostname={HOME}", source=CALLER[kind], user=ALICE)
-    assert (answer.status, answer.body) == (200, "dnserr\n")
-    line = f"{HOME}: dnserr: 127.0.0.1 is a loopback address"
-    wait_for(lambda: logged_after(distrusting, start, line), what=line)
+    seen_as(distrusting, start, answer, "127.0.0.1")
 
 
 def test_a_forged_x_forwarded_for_does_not_choose_the_address(
@@ -147,9 +151,7 @@ def test_a_forged_x_forwarded_for_does_not_choose_the_address(
 
     start = len(trusting.text())
     answer = proxy.curl(f"/nic/update?hostname={HOME}", source=caller, user=ALICE, headers=forged)
-    assert (answer.status, answer.body) == (200, "dnserr\n")  # believed: "good 203.0.113.99"
-    line = f"{HOME}: dnserr: {caller} is a loopback address"
-    wait_for(lambda: logged_after(trusting, start, line), what=line)
+    seen_as(trusting, start, answer, caller)  # believed: "good 203.0.113.99"
     assert FORGED not in a_records(trusting, HOME)
 
 

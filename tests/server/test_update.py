@@ -12,7 +12,14 @@ from pathlib import Path
 import dns.rcode
 import pytest
 
-from tests.server.conftest import ALICE, LiveServer, start_server, stop_server, write_config
+from tests.server.conftest import (
+    ALICE,
+    LiveServer,
+    eventually,
+    start_server,
+    stop_server,
+    write_config,
+)
 
 HOME = "home.dyn.example.test"
 OFFICE = "office.dyn.example.test"
@@ -392,6 +399,19 @@ def test_health_and_unknown_paths(live_server: LiveServer) -> None:
         "ok\n",
     )
     assert live_server.get("/nope").status_code == 404
+
+
+def test_healthz_reports_a_stopped_history_writer(live_server: LiveServer) -> None:
+    """A bug that ends the task writing the update history does not go unnoticed."""
+    recorder = live_server.runtime.recorder
+    for task in recorder._tasks:
+        live_server.loop.call_soon_threadsafe(task.cancel)
+    eventually(lambda: not recorder.healthy())
+    answer = live_server.get("/healthz")
+    assert (answer.status_code, answer.text) == (
+        503,
+        "unhealthy\nupdate history: its writer stopped (host log, host list)\n",
+    )
 
 
 def test_state_survives_a_restart(tmp_path: Path) -> None:
