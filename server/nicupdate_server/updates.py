@@ -261,16 +261,11 @@ class UpdateService:
         limits = self._config.limits
         host.blocked = True
         host.last_result = "abuse"
-        self._recorder.record(
-            host,
-            caller=str(caller.address or ""),
-            user_agent=caller.user_agent,
-            families=families,
-            code=Code.ABUSE,
-            line=Code.ABUSE.value,
-            reason=f"blocked: more than {limits.abuse_nochg_threshold} nochg answers "
-            f"within {limits.abuse_window:g} s (host unblock)",
+        reason = (
+            f"blocked: more than {limits.abuse_nochg_threshold} nochg answers "
+            f"within {limits.abuse_window:g} s (host unblock)"
         )
+        self._record(host, families, caller, Code.ABUSE, Code.ABUSE.value, reason)
         log.warning(
             "%s: blocked for abuse: more than %d nochg answers within %g s; it answers "
             "abuse until its owner runs `nicupdate-server host unblock %s`",
@@ -305,16 +300,28 @@ class UpdateService:
         if outcome.code is Code.GOOD:
             self.host_limits.spend(host.id)
         line = answer_line(outcome.code, addresses)
+        self._record(host, families, caller, outcome.code, line, outcome.reason)
+        return line
+
+    def _record(
+        self,
+        host: HostEntry,
+        families: Mapping[str, tuple[str, ...]],
+        caller: Caller,
+        code: Code,
+        line: str,
+        reason: str,
+    ) -> None:
+        """An answer about ``host`` that stored no change: a row of the history."""
         self._recorder.record(
             host,
             caller=str(caller.address or ""),
             user_agent=caller.user_agent,
             families=families,
-            code=outcome.code,
+            code=code,
             line=line,
-            reason=outcome.reason,
+            reason=reason,
         )
-        return line
 
     async def _submit(self, change: HostUpdate, addresses: tuple[IPAddress, ...]) -> str:
         outcome: Outcome = await self._writer.submit(change)
