@@ -629,9 +629,9 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-    from tests.benchmarks.bench_update import _importable
+    from tests.benchmarks.bench_update import importable
 
-    missing = [m for m in ("psutil", "dns", "uvloop", "nicupdate_server") if not _importable(m)]
+    missing = [m for m in ("psutil", "dns", "uvloop", "nicupdate_server") if not importable(m)]
     if missing:
         print(f"bench_abuse: missing Python package(s) {', '.join(missing)}", file=sys.stderr)
         return 2

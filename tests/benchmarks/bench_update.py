@@ -192,7 +192,7 @@ class WrkResult:
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
 
 
-def _latency_ms(text: str) -> float:
+def latency_ms(text: str) -> float:
     match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
     if not match:
         raise BenchError(f"cannot read wrk latency {text!r}")
@@ -210,8 +210,8 @@ def parse_wrk(output: str) -> WrkResult:
     return WrkResult(
         requests_per_s=float(rate.group(1)),
         requests=int(count.group(1)),
-        p50_ms=_latency_ms(percentiles["50"]) if "50" in percentiles else None,
-        p99_ms=_latency_ms(percentiles["99"]) if "99" in percentiles else None,
+        p50_ms=latency_ms(percentiles["50"]) if "50" in percentiles else None,
+        p99_ms=latency_ms(percentiles["99"]) if "99" in percentiles else None,
         non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
         socket_errors=errors.group(1).strip() if errors else "",
         output=output,
@@ -742,7 +742,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    missing = [m for m in ("psutil", "dns", "nicupdate_server") if not _importable(m)]
+    missing = [m for m in ("psutil", "dns", "nicupdate_server") if not importable(m)]
     if missing:
         print(
             f"bench_update: missing Python package(s) {', '.join(missing)}: "
@@ -758,7 +758,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
 
 
-def _importable(module: str) -> bool:
+def importable(module: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(module) is not None

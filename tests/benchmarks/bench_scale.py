@@ -1,0 +1,554 @@
+"""How the server scales with its number of hosts: start-up, memory, admin changes.
+
+Run: ``python tests/benchmarks/bench_scale.py [--hosts 10000,100000,1000000] [--quick]``
+
+It first starts the server with no host (start-up time and idle memory: the base of the
+memory per host). Then, for each host count N (default 10,000 and 100,000; ``--quick``:
+100,000 only), on free 127.0.0.1 ports and in a temporary directory, it:
+
+1. builds a database of N hosts: the schema and the account ``bench`` through the CLI
+   (``user add``), then the hosts ``h0000000.dyn.example.test ...``, each with one A
+   record, inserted in bulk (SQLAlchemy Core, one transaction, executemany in chunks);
+2. starts ``python -m nicupdate_server --config PATH serve`` and times it from the
+   launch to the first 200 from /healthz, then reads its resident memory when idle;
+3. sends one update for ``h0000000`` (``good``), then runs ``wrk -t1 -c16 --latency``
+   sending ``nochg`` for it while the CLI adds K hosts, one after the other
+   (``host add NEWHOST --owner bench``; K = 10 with ``--quick``, 20 otherwise). After
+   each add it polls the running server every 5 ms with an update for the new host and
+   times from the CLI's exit to the first ``good`` (``nohost`` until the server has it).
+   wrk is stopped (SIGINT) when the last add is served;
+4. runs wrk the same way for as long again with no admin change: the reference;
+5. prints one table (start-up, idle memory and its growth per host over the smallest N,
+   for the smallest N over no host; host-add delay p50 and max; nochg p99 and max
+   latency with and without admin changes) and the targets of issue 12 for the largest
+   N: start-up <= 15 s, idle memory <= 600 MB at 1,000,000 hosts (for smaller N,
+   extrapolated per host), host add p50 <= 100 ms, no request delayed more than 20 ms
+   by an admin change (max latency with changes minus the reference's).
+
+Load comes from ``wrk`` (``apt-get install wrk``). Timings are printed, never asserted:
+the exit status is non-zero only when something failed to run or answered wrongly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import math
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.benchmarks.bench_update import (
+    PASSWORD,
+    USER,
+    ZONE,
+    BenchError,
+    Processes,
+    child_env,
+    compile_server,
+    free_port,
+    http_get,
+    importable,
+    latency_ms,
+    met,
+    rss_mb,
+    tail,
+    work_directory,
+)
+
+DEFAULT_HOSTS = (10_000, 100_000)
+QUICK_HOSTS = (100_000,)
+CHANGES = 20
+QUICK_CHANGES = 10
+CONNECTIONS = 16
+NOCHG_HOST = f"h0000000.{ZONE}"
+NOCHG_ADDRESS = "203.0.113.7"
+NEW_ADDRESS = "203.0.113.9"
+CHUNK = 50_000  # rows per executemany
+POLL_INTERVAL = 0.005
+STARTUP_TIMEOUT = 300.0  # a start-up slower than this is a failure, not a figure
+CHANGE_TIMEOUT = 120.0  # the same for one host add to be served
+CLI_TIMEOUT = 120.0
+SETTLE_SECONDS = 1.0  # after start-up, before the memory is read
+PAUSE_SECONDS = 0.2  # between one host add served and the next
+WARMUP_SECONDS = 1
+MIN_DURATION = 3
+WRK_TIMEOUT = 300
+
+TARGET_STARTUP_S = 15.0
+TARGET_RSS_MB = 600.0
+TARGET_RSS_HOSTS = 1_000_000
+TARGET_ADD_MS = 100.0
+TARGET_DELAY_MS = 20.0
+
+CONFIG = """\
+[server]
+listen = "127.0.0.1:{http_port}"
+database = "sqlite+aiosqlite:///{database}"
+access_log = false
+log_level = "warning"
+
+[dns]
+listen = "127.0.0.1:{dns_port}"
+
+[limits]
+# wrk sends one host's unchanged address as fast as it is answered: far past the
+# per-host update limit, which is not what this benchmark measures.
+host_update_interval = 0
+
+[[zones]]
+name = "{zone}"
+backend = "builtin"
+ttl = 60
+"""
+
+
+def host_name(index: int) -> str:
+    return f"h{index:07d}.{ZONE}"
+
+
+def host_address(index: int) -> str:
+    """The A record the bulk insert gives host ``index`` (never NOCHG_ADDRESS)."""
+    return f"10.{(index >> 16) & 255}.{(index >> 8) & 255}.{index & 255}"
+
+
+@dataclass
+class Latency:
+    """What one wrk run measured."""
+
+    requests: int
+    seconds: float
+    p99_ms: float | None
+    max_ms: float | None
+    non_2xx: int
+    socket_errors: str
+
+
+@dataclass
+class ScaleResult:
+    hosts: int
+    insert_s: float
+    startup_s: float
+    idle_mb: float
+    add_ms: list[float]
+    cli_s: list[float]  # how long each `host add` ran
+    changes: Latency
+    reference: Latency
+
+
+def parse_latency(output: str, seconds: float) -> Latency:
+    count = re.search(r"^\s*(\d+) requests in ", output, re.M)
+    stats = re.search(r"^\s+Latency\s+(\S+)\s+(\S+)\s+(\S+)", output, re.M)
+    if not count or not stats:
+        raise BenchError(f"cannot read wrk's output:\n{output}")
+    p99 = re.search(r"^\s+99(?:\.0+)?%\s+(\S+)", output, re.M)
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    errors = re.search(r"Socket errors:\s*(.+)", output)
+    return Latency(
+        requests=int(count.group(1)),
+        seconds=seconds,
+        p99_ms=latency_ms(p99.group(1)) if p99 else None,
+        max_ms=latency_ms(stats.group(3)),
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=errors.group(1).strip() if errors else "",
+    )
+
+
+def wrk_command(url: str, auth: str, seconds: int) -> list[str]:
+    return [
+        "wrk",
+        "-t1",
+        f"-c{CONNECTIONS}",
+        f"-d{seconds}s",
+        # A request kept waiting is measured, however long, not counted as an error.
+        "--timeout",
+        f"{WRK_TIMEOUT}s",
+        "--latency",
+        "-H",
+        f"Authorization: {auth}",
+        url,
+    ]
+
+
+def run_wrk(url: str, auth: str, seconds: int) -> Latency:
+    command = wrk_command(url, auth, seconds)
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(
+            command, capture_output=True, text=True, timeout=seconds + 60, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"wrk did not finish: {' '.join(command)}") from None
+    if proc.returncode != 0:
+        raise BenchError(f"wrk failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout}")
+    return parse_latency(proc.stdout, time.monotonic() - started)
+
+
+def cli(config: Path, work: Path, *args: str, stdin: str | None = None) -> float:
+    """Run ``python -m nicupdate_server --config CONFIG ARGS``; how long it ran (s)."""
+    command = [sys.executable, "-m", "nicupdate_server", "--config", str(config), *args]
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(
+            command,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=child_env(),
+            cwd=work,
+            timeout=CLI_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"{' '.join(args)} did not finish in {CLI_TIMEOUT:.0f} s") from None
+    if proc.returncode != 0:
+        raise BenchError(f"{' '.join(args)} failed: {proc.stderr.strip() or proc.stdout.strip()}")
+    return time.monotonic() - started
+
+
+def insert_hosts(database: Path, count: int) -> float:
+    """Add ``count`` hosts of ``bench`` with one A record each, in one transaction; the
+    time it took (s)."""
+    from nicupdate_server.tables import hosts, records, users
+    from sqlalchemy import create_engine, func, select
+
+    started = time.monotonic()
+    engine = create_engine(f"sqlite:///{database}")
+    try:
+        with engine.begin() as conn:
+            owner = conn.scalar(select(users.c.id).where(users.c.name == USER))
+            if owner is None:
+                raise BenchError(f"the CLI created no account {USER!r}")
+            first = (conn.scalar(select(func.max(hosts.c.id))) or 0) + 1
+            now = datetime.now(UTC)
+            for start in range(0, count, CHUNK):
+                indices = range(start, min(start + CHUNK, count))
+                conn.execute(
+                    hosts.insert(),
+                    [
+                        {
+                            "id": first + i,
+                            "fqdn": host_name(i),
+                            "owner_id": owner,
+                            "token_digest": None,
+                            "created_at": now,
+                            "nochg_count": 0,
+                        }
+                        for i in indices
+                    ],
+                )
+                conn.execute(
+                    records.insert(),
+                    [
+                        {"host_id": first + i, "rtype": "A", "address": host_address(i)}
+                        for i in indices
+                    ],
+                )
+    finally:
+        engine.dispose()
+    return time.monotonic() - started
+
+
+def wait_healthy(server: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    """Return at the server's first 200 from ``url``, polled every 10 ms."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise BenchError(f"the server exited ({server.returncode}) at start-up:\n{tail(log)}")
+        try:
+            status, _ = http_get(url, timeout=1.0)
+        except OSError:
+            status = 0
+        if status == 200:
+            return
+        time.sleep(0.01)
+    raise BenchError(f"the server did not answer {url} within {STARTUP_TIMEOUT:.0f} s")
+
+
+def check_update(url: str, auth: str, expected: str) -> None:
+    status, body = http_get(url, auth)
+    if status != 200 or body.strip() != expected:
+        raise BenchError(f"{url} answered {status} {body.strip()!r}, not {expected!r}")
+
+
+def wait_for_host(base: str, auth: str, fqdn: str, log: Path) -> float:
+    """Poll an update for ``fqdn`` every 5 ms until it answers ``good``; when (monotonic)."""
+    url = f"{base}/nic/update?hostname={fqdn}&myip={NEW_ADDRESS}"
+    deadline = time.monotonic() + CHANGE_TIMEOUT
+    while time.monotonic() < deadline:
+        try:  # a server busy reloading may keep a request for seconds: part of the delay
+            status, body = http_get(url, auth, timeout=max(1.0, deadline - time.monotonic()))
+        except OSError:
+            status, body = 0, "nohost"  # the server was not reached: poll again
+        answer = body.strip()
+        if status == 200 and answer == f"good {NEW_ADDRESS}":
+            return time.monotonic()
+        if answer != "nohost":
+            raise BenchError(f"an update for the new host {fqdn} answered {status} {answer!r}")
+        time.sleep(POLL_INTERVAL)
+    raise BenchError(
+        f"the server did not answer for the new host {fqdn} within {CHANGE_TIMEOUT:.0f} s "
+        f"of `host add`; its log ends:\n{tail(log)}"
+    )
+
+
+def prepare(count: int, work: Path) -> tuple[Path, str, float]:
+    """A configuration and a database with ``count`` hosts: its path, the server's base
+    URL and how long the hosts took to insert (s)."""
+    http_port = free_port()
+    dns_port = free_port()
+    while dns_port == http_port:
+        dns_port = free_port()
+    database = work / "scale.db"
+    config = work / "nicupdate.toml"
+    config.write_text(
+        CONFIG.format(http_port=http_port, dns_port=dns_port, database=database, zone=ZONE)
+    )
+    cli(config, work, "user", "add", USER, "--password-stdin", stdin=PASSWORD + "\n")
+    insert_s = insert_hosts(database, count) if count else 0.0
+    if count:
+        print(f"{count:,} hosts: inserted in {insert_s:.1f} s", flush=True)
+    return config, f"http://127.0.0.1:{http_port}", insert_s
+
+
+def start_server(
+    processes: Processes, config: Path, base: str, work: Path
+) -> tuple[subprocess.Popen[bytes], float, float]:
+    """Start the server: it, its start-up time (s) and its idle memory (MB)."""
+    command = [sys.executable, "-m", "nicupdate_server", "--config", str(config), "serve"]
+    started = time.monotonic()
+    server = processes.start("nicupdate", command)
+    wait_healthy(server, f"{base}/healthz", work / "nicupdate.log")
+    startup_s = time.monotonic() - started
+    time.sleep(SETTLE_SECONDS)
+    return server, startup_s, rss_mb(server.pid)
+
+
+def measure_empty(work: Path) -> tuple[float, float]:
+    """Start-up time (s) and idle memory (MB) of the server with no host: the base that
+    the memory per host is counted from when one host count is measured."""
+    config, base, _ = prepare(0, work)
+    processes = Processes(work)
+    try:
+        _, startup_s, idle_mb = start_server(processes, config, base, work)
+        processes.stop("nicupdate")
+    finally:
+        processes.stop_all()
+    print(f"no hosts: up in {startup_s:.2f} s, {idle_mb:.1f} MB idle", flush=True)
+    return startup_s, idle_mb
+
+
+def measure(count: int, changes: int, work: Path) -> ScaleResult:
+    """Build, start and measure one server with ``count`` hosts."""
+    config, base, insert_s = prepare(count, work)
+    auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    processes = Processes(work)
+    try:
+        server, startup_s, idle_mb = start_server(processes, config, base, work)
+        print(f"{count:,} hosts: up in {startup_s:.2f} s, {idle_mb:.1f} MB idle", flush=True)
+
+        url = f"{base}/nic/update?hostname={NOCHG_HOST}&myip={NOCHG_ADDRESS}"
+        check_update(url, auth, f"good {NOCHG_ADDRESS}")
+        check_update(url, auth, f"nochg {NOCHG_ADDRESS}")
+        run_wrk(url, auth, WARMUP_SECONDS)
+
+        # wrk for as long as the changes take (stopped by SIGINT), at most this long.
+        longest = changes * (CHANGE_TIMEOUT + CLI_TIMEOUT)
+        print(f"{count:,} hosts: {changes} host adds under wrk ...", flush=True)
+        wrk_started = time.monotonic()
+        wrk = processes.start("wrk-changes", wrk_command(url, auth, math.ceil(longest)))
+        time.sleep(1.0)  # wrk's connections are up and answered before the first change
+        add_ms: list[float] = []
+        cli_s: list[float] = []
+        for number in range(changes):
+            fqdn = f"new{number:03d}.{ZONE}"
+            cli_s.append(cli(config, work, "host", "add", fqdn, "--owner", USER))
+            exited = time.monotonic()
+            add_ms.append(1000 * (wait_for_host(base, auth, fqdn, work / "nicupdate.log") - exited))
+            if wrk.poll() is not None:
+                raise BenchError(f"wrk stopped during the changes ({wrk.returncode})")
+            time.sleep(PAUSE_SECONDS)
+        processes.stop("wrk-changes")  # SIGINT: wrk prints its figures and exits
+        seconds = time.monotonic() - wrk_started
+        if wrk.returncode != 0:
+            raise BenchError(f"wrk failed ({wrk.returncode}):\n{tail(work / 'wrk-changes.log')}")
+        with_changes = parse_latency((work / "wrk-changes.log").read_text(), seconds)
+
+        duration = max(MIN_DURATION, math.ceil(seconds))
+        print(f"{count:,} hosts: reference, {duration} s of wrk ...", flush=True)
+        reference = run_wrk(url, auth, duration)
+        check_update(url, auth, f"nochg {NOCHG_ADDRESS}")
+        if server.poll() is not None:
+            raise BenchError(f"the server exited during the run ({server.returncode})")
+        processes.stop("nicupdate")
+    finally:
+        processes.stop_all()
+    return ScaleResult(count, insert_s, startup_s, idle_mb, add_ms, cli_s, with_changes, reference)
+
+
+def ms(value: float | None) -> str:
+    return "?" if value is None else f"{value:.1f}"
+
+
+def delay_ms(result: ScaleResult) -> float | None:
+    """How much longer the slowest request took with admin changes than without."""
+    if result.changes.max_ms is None or result.reference.max_ms is None:
+        return None
+    return result.changes.max_ms - result.reference.max_ms
+
+
+def report(results: list[ScaleResult], changes: int, empty: tuple[float, float]) -> list[str]:
+    """Print the table and the targets; the problems found in wrk's answers. ``empty``:
+    start-up (s) and idle memory (MB) of the server with no host."""
+    smallest = results[0]
+    # Memory per host: over the smallest host count; for the smallest, over no host.
+    per_host: dict[int, float] = {}
+    for result in results:
+        base_hosts, base_mb = (smallest.hosts, smallest.idle_mb)
+        if result is smallest:
+            base_hosts, base_mb = 0, empty[1]
+        per_host[result.hosts] = 1024 * (result.idle_mb - base_mb) / (result.hosts - base_hosts)
+    print()
+    print(
+        f"wrk -t1 -c{CONNECTIONS} --latency (nochg for one host); {changes} `host add` per "
+        "host count, each timed from the CLI's exit to the server's first `good` for it"
+    )
+    header = (
+        f"{'hosts':>10} {'insert s':>9} {'start-up s':>11} {'idle RSS MB':>12} "
+        f"{'KB/host':>8} {'add p50 ms':>11} {'add max ms':>11} "
+        f"{'nochg p99/max ms, changes':>26} {'reference':>14}"
+    )
+    print(header)
+    print(f"{0:>10} {'':>9} {empty[0]:>11.2f} {empty[1]:>12.1f}")
+    for result in results:
+        slope = per_host[result.hosts]
+        changes_text = f"{ms(result.changes.p99_ms)} / {ms(result.changes.max_ms)}"
+        reference_text = f"{ms(result.reference.p99_ms)} / {ms(result.reference.max_ms)}"
+        print(
+            f"{result.hosts:>10,} {result.insert_s:>9.1f} {result.startup_s:>11.2f} "
+            f"{result.idle_mb:>12.1f} {slope:>8.2f} "
+            f"{statistics.median(result.add_ms):>11.0f} {max(result.add_ms):>11.0f} "
+            f"{changes_text:>26} {reference_text:>14}"
+        )
+    for result in results:
+        print(
+            f"  {result.hosts:,} hosts: `host add` ran {statistics.median(result.cli_s):.2f} s "
+            f"(median); wrk {result.changes.requests:,} answers in "
+            f"{result.changes.seconds:.0f} s with changes, {result.reference.requests:,} in "
+            f"{result.reference.seconds:.0f} s without"
+        )
+
+    largest = results[-1]
+    print()
+    print(f"targets of issue 12, at {largest.hosts:,} hosts:")
+    print(
+        f"  start-up {largest.startup_s:.2f} s (target <= {TARGET_STARTUP_S:.0f} s: "
+        f"{met(largest.startup_s <= TARGET_STARTUP_S)})"
+    )
+    if largest.hosts >= TARGET_RSS_HOSTS:
+        rss, how = largest.idle_mb, "measured"
+    else:
+        slope = per_host[largest.hosts]
+        over = "no host" if largest is smallest else f"{smallest.hosts:,} hosts"
+        basis = f"{slope:.2f} KB per host over {over}"
+        rss = largest.idle_mb + slope * (TARGET_RSS_HOSTS - largest.hosts) / 1024
+        how = f"extrapolated from {largest.idle_mb:.1f} MB at {largest.hosts:,}, {basis}"
+    print(
+        f"  idle RSS at {TARGET_RSS_HOSTS:,} hosts {rss:.0f} MB ({how}; target <= "
+        f"{TARGET_RSS_MB:.0f} MB: {met(rss <= TARGET_RSS_MB)})"
+    )
+    add_p50 = statistics.median(largest.add_ms)
+    print(
+        f"  host add p50 {add_p50:.0f} ms, max {max(largest.add_ms):.0f} ms "
+        f"(target p50 <= {TARGET_ADD_MS:.0f} ms: {met(add_p50 <= TARGET_ADD_MS)})"
+    )
+    delay = delay_ms(largest)
+    print(
+        f"  delay by an admin change {ms(delay)} ms (max latency {ms(largest.changes.max_ms)} ms"
+        f" with changes, {ms(largest.reference.max_ms)} ms without; target <= "
+        f"{TARGET_DELAY_MS:.0f} ms: {met(delay is not None and delay <= TARGET_DELAY_MS)})"
+    )
+
+    problems = []
+    for result in results:
+        for name, latency in (("with changes", result.changes), ("reference", result.reference)):
+            if latency.non_2xx or latency.socket_errors:
+                problems.append(
+                    f"{result.hosts:,} hosts, wrk {name}: {latency.non_2xx} non-2xx answers"
+                    + (f", socket errors: {latency.socket_errors}" if latency.socket_errors else "")
+                )
+    return problems
+
+
+def host_counts(text: str) -> list[int]:
+    try:
+        counts = sorted({int(part.replace("_", "")) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if not counts or counts[0] < 1:
+        raise argparse.ArgumentTypeError("host counts must be at least 1")
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--hosts",
+        type=host_counts,
+        default=None,
+        help="host counts, comma-separated (default 10000,100000)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help=f"100,000 hosts and {QUICK_CHANGES} host adds"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary directory (config, logs, db)"
+    )
+    args = parser.parse_args(argv)
+    counts = args.hosts or list(QUICK_HOSTS if args.quick else DEFAULT_HOSTS)
+    changes = QUICK_CHANGES if args.quick else CHANGES
+    if shutil.which("wrk") is None:
+        print(
+            "bench_scale: wrk is not installed; install it with `apt-get install wrk` "
+            "(Debian/Ubuntu) and run again",
+            file=sys.stderr,
+        )
+        return 2
+    missing = [m for m in ("psutil", "sqlalchemy", "nicupdate_server") if not importable(m)]
+    if missing:
+        print(
+            f"bench_scale: missing Python package(s) {', '.join(missing)}: "
+            "pip install -e '.[server,test]'",
+            file=sys.stderr,
+        )
+        return 2
+    with work_directory(args.keep) as work:
+        try:
+            compile_server()
+            empty_dir = work / "hosts-0"
+            empty_dir.mkdir()
+            empty = measure_empty(empty_dir)
+            results = []
+            for count in counts:
+                directory = work / f"hosts-{count}"
+                directory.mkdir()
+                results.append(measure(count, changes, directory))
+            problems = report(results, changes, empty)
+        except BenchError as exc:
+            print(f"bench_scale: {exc}", file=sys.stderr)
+            return 1
+    for problem in problems:
+        print(f"FAILED: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
