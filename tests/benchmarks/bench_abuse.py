@@ -47,7 +47,6 @@ import argparse
 import base64
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -622,18 +621,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.duration is None:
         args.duration = 3 if args.quick else 10
-    for tool in ("wrk", "prlimit"):
-        if shutil.which(tool) is None:
-            print(
-                f"bench_abuse: {tool} is not installed (apt-get install wrk util-linux)",
-                file=sys.stderr,
-            )
-            return 2
-    from tests.benchmarks.bench_update import importable
+    from tests.benchmarks.bench_update import missing_requirements
 
-    missing = [m for m in ("psutil", "dns", "uvloop", "nicupdate_server") if not importable(m)]
+    tools = {"wrk": "wrk", "prlimit": "util-linux"}
+    missing = missing_requirements(tools, ("psutil", "dns", "uvloop", "nicupdate_server"))
     if missing:
-        print(f"bench_abuse: missing Python package(s) {', '.join(missing)}", file=sys.stderr)
+        print(f"bench_abuse: {missing}", file=sys.stderr)
         return 2
     import resource
 

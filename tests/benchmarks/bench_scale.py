@@ -35,7 +35,6 @@ import argparse
 import base64
 import math
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -47,6 +46,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.benchmarks.bench_update import (
+    CONFIG,
     PASSWORD,
     USER,
     ZONE,
@@ -56,9 +56,9 @@ from tests.benchmarks.bench_update import (
     compile_server,
     free_port,
     http_get,
-    importable,
     latency_ms,
     met,
+    missing_requirements,
     rss_mb,
     tail,
     work_directory,
@@ -88,27 +88,6 @@ TARGET_RSS_MB = 600.0
 TARGET_RSS_HOSTS = 1_000_000
 TARGET_ADD_MS = 100.0
 TARGET_DELAY_MS = 20.0
-
-CONFIG = """\
-[server]
-listen = "127.0.0.1:{http_port}"
-database = "sqlite+aiosqlite:///{database}"
-access_log = false
-log_level = "warning"
-
-[dns]
-listen = "127.0.0.1:{dns_port}"
-
-[limits]
-# wrk sends one host's unchanged address as fast as it is answered: far past the
-# per-host update limit, which is not what this benchmark measures.
-host_update_interval = 0
-
-[[zones]]
-name = "{zone}"
-backend = "builtin"
-ttl = 60
-"""
 
 
 def host_name(index: int) -> str:
@@ -310,7 +289,10 @@ def prepare(count: int, work: Path) -> tuple[Path, str, float]:
     database = work / "scale.db"
     config = work / "nicupdate.toml"
     config.write_text(
-        CONFIG.format(http_port=http_port, dns_port=dns_port, database=database, zone=ZONE)
+        # bench_update's, with metrics on (the default)
+        CONFIG.format(
+            http_port=http_port, dns_port=dns_port, database=database, zone=ZONE, metrics="true"
+        )
     )
     cli(config, work, "user", "add", USER, "--password-stdin", stdin=PASSWORD + "\n")
     insert_s = insert_hosts(database, count) if count else 0.0
@@ -515,20 +497,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     counts = args.hosts or list(QUICK_HOSTS if args.quick else DEFAULT_HOSTS)
     changes = QUICK_CHANGES if args.quick else CHANGES
-    if shutil.which("wrk") is None:
-        print(
-            "bench_scale: wrk is not installed; install it with `apt-get install wrk` "
-            "(Debian/Ubuntu) and run again",
-            file=sys.stderr,
-        )
-        return 2
-    missing = [m for m in ("psutil", "sqlalchemy", "nicupdate_server") if not importable(m)]
+    missing = missing_requirements({"wrk": "wrk"}, ("psutil", "sqlalchemy", "nicupdate_server"))
     if missing:
-        print(
-            f"bench_scale: missing Python package(s) {', '.join(missing)}: "
-            "pip install -e '.[server,test]'",
-            file=sys.stderr,
-        )
+        print(f"bench_scale: {missing}", file=sys.stderr)
         return 2
     with work_directory(args.keep) as work:
         try:

@@ -735,20 +735,9 @@ def main(argv: list[str] | None = None) -> int:
         args.duration = 3 if args.quick else 10
     if args.duration < 1:
         parser.error("--duration must be at least 1 second")
-    if shutil.which("wrk") is None:
-        print(
-            "bench_update: wrk is not installed; install it with `apt-get install wrk` "
-            "(Debian/Ubuntu) and run again",
-            file=sys.stderr,
-        )
-        return 2
-    missing = [m for m in ("psutil", "dns", "nicupdate_server") if not importable(m)]
+    missing = missing_requirements({"wrk": "wrk"}, ("psutil", "dns", "nicupdate_server"))
     if missing:
-        print(
-            f"bench_update: missing Python package(s) {', '.join(missing)}: "
-            "pip install -e '.[server,test]'",
-            file=sys.stderr,
-        )
+        print(f"bench_update: {missing}", file=sys.stderr)
         return 2
     with work_directory(args.keep) as work:
         try:
@@ -756,6 +745,18 @@ def main(argv: list[str] | None = None) -> int:
         except BenchError as exc:
             print(f"bench_update: {exc}", file=sys.stderr)
             return 1
+
+
+def missing_requirements(tools: dict[str, str], modules: tuple[str, ...]) -> str | None:
+    """What to install before a benchmark can run (``tools``: command -> Debian
+    package; ``modules``: Python packages), as one line; None when nothing is missing."""
+    packages = [package for command, package in tools.items() if shutil.which(command) is None]
+    if packages:
+        return f"install {' '.join(packages)} (apt-get install ...) and run again"
+    absent = [module for module in modules if not importable(module)]
+    if absent:
+        return f"missing Python package(s) {', '.join(absent)}: pip install -e '.[server,test]'"
+    return None
 
 
 def importable(module: str) -> bool:
