@@ -46,6 +46,8 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # promtool checks the /metrics page and a real Prometheus scrapes it (test_metrics.py).
 [ -x /usr/bin/promtool ] && [ -x /usr/bin/prometheus ] || need+=(prometheus)
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
+# A real load balancer in front of several instances on one PostgreSQL (test_instances.py).
+[ -x /usr/sbin/haproxy ] || need+=(haproxy)
 if ((${#need[@]})); then
   if [ "$(id -u)" -ne 0 ]; then
     echo "tests/run.sh: missing ${need[*]}: run as root or 'sudo apt-get install ${need[*]}'" >&2
@@ -55,8 +57,9 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   # bind9 and pdns-server start system daemons on port 53 when installed (nginx and caddy
   # on 80 and 443, ddclient its updater, prometheus its server and node exporter on 9090
-  # and 9100); the tests run their own, so stop the ones just installed.
-  for daemon in named pdns nginx caddy ddclient prometheus prometheus-node-exporter; do
+  # and 9100, haproxy its default service); the tests run their own, so stop the ones
+  # just installed.
+  for daemon in named pdns nginx caddy ddclient prometheus prometheus-node-exporter haproxy; do
     if command -v service >/dev/null 2>&1; then service "$daemon" stop >/dev/null 2>&1 || true; fi
   done
 fi
@@ -77,3 +80,5 @@ echo "== benchmark: rfc2136 against BIND (quick run)"
 .venv/bin/python tests/benchmarks/bench_rfc2136.py --quick
 echo "== benchmark: floods of guesses and idle connections (quick run)"
 .venv/bin/python tests/benchmarks/bench_abuse.py --quick
+echo "== benchmark: many hosts, admin changes, workers (quick run)"
+.venv/bin/python tests/benchmarks/bench_scale.py --quick

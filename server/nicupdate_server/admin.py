@@ -1,7 +1,8 @@
 """Account and host administration, as the CLI does it.
 
-Every change raises ``meta.admin_revision`` in the same transaction; a running
-server sees the new revision within ``server.reload_interval`` and reloads.
+Every change appends what it changed to the change log (:mod:`.changelog`) in the
+same transaction; running servers apply it from there (PostgreSQL wakes them at once,
+SQLite within ``server.poll_interval``).
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .auth import hash_password, new_token, token_digest
+from .changelog import Change, Kind, append, new_origin
 from .config import Config
-from .models import Host, Meta, Record, UpdateLog, User, Zone
+from .models import Host, Record, UpdateLog, User, Zone
 from .names import InvalidName, normalize_fqdn
-from .state import ADMIN_REVISION
 from .store import next_serial
 from .tables import applied, sync_errors
 
@@ -75,6 +76,10 @@ class History:
     nochg_count: int = 0
 
 
+def _user_change(user: User) -> Change:
+    return Change(Kind.USER_ADDED, user.name, {"id": user.id, "password_hash": user.password_hash})
+
+
 def utc(value: datetime) -> datetime:
     """A time read from the database, in UTC (SQLite gives it without a zone)."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
@@ -98,13 +103,12 @@ class Admin:
     def __init__(self, engine: AsyncEngine, config: Config) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._config = config
+        self.origin = new_origin("cli")
 
-    async def _bump(self, session: AsyncSession) -> None:
-        result = await session.execute(
-            update(Meta).where(Meta.key == ADMIN_REVISION).values(value=Meta.value + 1)
-        )
-        if result.rowcount == 0:  # type: ignore[attr-defined]
-            session.add(Meta(key=ADMIN_REVISION, value=1))
+    async def _log(self, session: AsyncSession, *changes: Change) -> None:
+        """Append ``changes`` to the change log; the last thing before the commit."""
+        await session.flush()
+        await append(await session.connection(), changes, self.origin)
 
     async def _user(self, session: AsyncSession, name: str) -> User:
         user = await session.scalar(select(User).where(User.name == name))
@@ -131,12 +135,12 @@ class Admin:
             if await session.scalar(select(User.id).where(User.name == name)) is not None:
                 raise AdminError(f"user {name!r} already exists (change it with: user passwd)")
             now = datetime.now(UTC)
-            session.add(
-                User(
-                    name=name, password_hash=hash_password(password), created_at=now, updated_at=now
-                )
+            user = User(
+                name=name, password_hash=hash_password(password), created_at=now, updated_at=now
             )
-            await self._bump(session)
+            session.add(user)
+            await session.flush()
+            await self._log(session, _user_change(user))
 
     async def set_password(self, name: str, password: str) -> None:
         check_password(password)
@@ -144,7 +148,7 @@ class Admin:
             user = await self._user(session, name)
             user.password_hash = hash_password(password)
             user.updated_at = datetime.now(UTC)
-            await self._bump(session)
+            await self._log(session, _user_change(user))
 
     async def list_users(self) -> list[UserRow]:
         async with self._sessions() as session:
@@ -165,9 +169,9 @@ class Admin:
                     f"user {name!r} owns {len(hosts)} host(s): remove them first, "
                     "or pass --with-hosts to remove them too"
                 )
-            await self._remove_hosts(session, hosts)
+            removed = await self._remove_hosts(session, hosts)
             await session.delete(user)
-            await self._bump(session)
+            await self._log(session, *removed, Change(Kind.USER_REMOVED, name, {"id": user.id}))
             return len(hosts)
 
     async def add_host(self, fqdn_text: str, owner: str) -> str:
@@ -186,16 +190,22 @@ class Admin:
             user = await self._user(session, owner)
             if await session.scalar(select(Host.id).where(Host.fqdn == fqdn)) is not None:
                 raise AdminError(f"host {fqdn} already exists")
-            session.add(
-                Host(
-                    fqdn=fqdn,
-                    owner_id=user.id,
-                    token_digest=token_digest(token),
-                    created_at=datetime.now(UTC),
-                    nochg_count=0,
-                )
+            host = Host(
+                fqdn=fqdn,
+                owner_id=user.id,
+                token_digest=token_digest(token),
+                created_at=datetime.now(UTC),
+                nochg_count=0,
             )
-            await self._bump(session)
+            session.add(host)
+            await session.flush()
+            added = {
+                "id": host.id,
+                "owner": user.name,
+                "owner_id": user.id,
+                "token_digest": host.token_digest,
+            }
+            await self._log(session, Change(Kind.HOST_ADDED, fqdn, added))
         return token
 
     async def rotate_token(self, fqdn_text: str) -> str:
@@ -203,7 +213,8 @@ class Admin:
         async with self._sessions.begin() as session:
             host = await self._host(session, fqdn_text)
             host.token_digest = token_digest(token)
-            await self._bump(session)
+            digest = {"token_digest": host.token_digest}
+            await self._log(session, Change(Kind.HOST_TOKEN, host.fqdn, digest))
         return token
 
     async def unblock_host(self, fqdn_text: str) -> bool:
@@ -214,7 +225,7 @@ class Admin:
                 return False
             host.blocked_at = None
             host.last_result = "unblocked"
-            await self._bump(session)
+            await self._log(session, Change(Kind.HOST_UNBLOCKED, host.fqdn, {}))
             return True
 
     async def reserved_hosts(self) -> list[tuple[str, str]]:
@@ -228,11 +239,11 @@ class Admin:
     async def remove_host(self, fqdn_text: str) -> None:
         async with self._sessions.begin() as session:
             host = await self._host(session, fqdn_text)
-            await self._remove_hosts(session, [host])
-            await self._bump(session)
+            await self._log(session, *await self._remove_hosts(session, [host]))
 
-    async def _remove_hosts(self, session: AsyncSession, hosts: Sequence[Host]) -> None:
-        touched = set()
+    async def _remove_hosts(self, session: AsyncSession, hosts: Sequence[Host]) -> list[Change]:
+        """Delete ``hosts``; their ``host.removed`` changes, with the zone serials."""
+        touched: set[str] = set()
         for host in hosts:
             has_records = await session.scalar(
                 select(func.count()).select_from(Record).where(Record.host_id == host.id)
@@ -241,10 +252,20 @@ class Admin:
             if has_records and zone is not None:
                 touched.add(zone.name)
             await session.delete(host)
+        serials: dict[str, int] = {}
         for name in touched:  # the records vanish from DNS: the zone changes
             zone_row = await session.get(Zone, name)
             if zone_row is not None:
-                zone_row.serial = next_serial(zone_row.serial)
+                zone_row.serial = serials[name] = next_serial(zone_row.serial)
+        changes = []
+        for host in hosts:
+            zone = self._config.zone_for(host.fqdn)
+            owner = await session.get(User, host.owner_id)
+            value: dict[str, object] = {"id": host.id, "owner": owner.name if owner else ""}
+            if zone is not None and zone.name in serials:
+                value.update(zone=zone.name, serial=serials[zone.name])
+            changes.append(Change(Kind.HOST_REMOVED, host.fqdn, value))
+        return changes
 
     async def host_history(
         self, fqdn_text: str, *, since: datetime | None = None, limit: int | None = None

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from .addresses import IPAddress
@@ -198,11 +198,13 @@ def create_app(
     throttle_delay: float = 0.0,
     metrics: Metrics | None = None,
     metrics_allow: Sequence[IPNetwork] | None = None,
+    api: Sequence[BaseRoute] = (),
 ) -> App:
     """The routes. ``health()`` lists what is wrong with the server (empty: nothing);
     a 429 answer is held back ``throttle_delay`` seconds (at most its Retry-After).
     With ``metrics``, updates are counted and timed, and ``metrics_allow`` (None: not
-    here) are the callers /metrics is shown to; others get 404."""
+    here) are the callers /metrics is shown to; others get 404. ``api``: the JSON
+    routes (:mod:`.api`)."""
     challenge = ((b"www-authenticate", f'Basic realm="{realm}", charset="UTF-8"'.encode()),)
     not_allowed = _answer([Code.BADAGENT.value], headers=((b"allow", b"GET, HEAD, POST"),))
 
@@ -262,7 +264,7 @@ def create_app(
         return PlainTextResponse(answer_body(["unhealthy", *problems]), 503, media_type=TEXT)
 
     # Every method reaches the update handler (App), which answers the unsupported ones.
-    routes = [Route("/myip", myip), Route("/healthz", healthz)]
+    routes: list[BaseRoute] = [Route("/myip", myip), Route("/healthz", healthz), *api]
     if metrics is not None and metrics_allow is not None:
         page, allow = metrics.page, tuple(metrics_allow)
 

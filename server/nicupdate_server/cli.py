@@ -105,15 +105,15 @@ def cmd_host(config: Config, args: argparse.Namespace) -> int:
         print(f"host {args.fqdn} added for {args.owner}")
         print(f"host token (shown once; user name = {args.fqdn}): {token}")
         print(
-            f"a running server answers for it after its next check for changes (every "
-            f"{config.server.reload_interval:g} s, server.reload_interval); until then: nohost"
+            f"a running server answers for it once it reads the change (within "
+            f"{config.server.poll_interval:g} s, server.poll_interval); until then: nohost"
         )
     elif args.action == "token":
         token = _run(_with_admin(config, lambda a: a.rotate_token(args.fqdn)))
         print(f"new host token for {args.fqdn}: {token}")
         print(
-            f"a running server takes it, and refuses the old one, after its next check for "
-            f"changes (every {config.server.reload_interval:g} s, server.reload_interval)"
+            f"a running server takes it, and refuses the old one, once it reads the change "
+            f"(within {config.server.poll_interval:g} s, server.poll_interval)"
         )
     elif args.action == "remove":
         _run(_with_admin(config, lambda a: a.remove_host(args.fqdn)))
@@ -280,13 +280,35 @@ async def _demo(config: Config) -> tuple[str, str, str]:
     return "demo", password, fqdn
 
 
+def _worker_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 64:
+        raise argparse.ArgumentTypeError(f"must be a number from 1 to 64 (got {text!r})")
+    return count
+
+
 def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     from .backends import BackendUnavailable
-    from .runtime import Runtime, serve, setup_logging
+    from .runtime import Runtime, WorkerRole, serve, setup_logging
+    from .workers import parse_role
 
+    if args.worker is not None:
+        from .logformat import set_worker
+
+        set_worker(parse_role(args.worker)[0])
     setup_logging(config.server.log_level, config.server.log_format)
+    path = Path(args.config_path) if args.config_path else None
+    count = args.workers or config.server.workers
+    if args.worker is None and count > 1:
+        return _serve_workers(config, path, count, demo=args.demo)
+    role = None
+    if args.worker is not None:
+        role = WorkerRole(*parse_role(args.worker))
     try:
-        runtime = Runtime(config)
+        runtime = Runtime(config, role)
     except BackendUnavailable as exc:
         raise ConfigError(str(exc)) from None
     demo = _run(_demo(config)) if args.demo else None
@@ -316,11 +338,35 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
             )
 
     try:
-        path = Path(args.config_path) if args.config_path else None
         _run(serve(runtime, explain, load=lambda: load_config(path)))
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _serve_workers(config: Config, path: Path | None, count: int, *, demo: bool) -> int:
+    """The supervisor of ``count`` workers (:mod:`.workers`): the schema once, first."""
+    from . import workers
+    from .db import create_engine, ensure_schema
+
+    async def migrate() -> None:
+        engine = create_engine(config.server.database_url())
+        try:
+            await ensure_schema(engine, config.server.database_url())
+        finally:
+            await engine.dispose()
+
+    _run(migrate())
+    if demo:
+        user, password, fqdn = _run(_demo(config))
+        host, port = config.server.endpoint
+        print(
+            f"Demo account ready: user {user!r}, password {password!r}, host {fqdn}\n"
+            f"Try it:\n  curl -u {user}:{password} "
+            f"'http://{shown(host, port)}/nic/update?hostname={fqdn}&myip=203.0.113.7'\n",
+            flush=True,
+        )
+    return workers.run(count, path)
 
 
 def cmd_reconcile(config: Config, args: argparse.Namespace) -> int:
@@ -385,6 +431,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="create a demo account and host and print how to try them",
     )
+    serve.add_argument(
+        "--workers",
+        type=_worker_count,
+        metavar="N",
+        help="N processes sharing the HTTP port (default: server.workers, 1)",
+    )
+    serve.add_argument("--worker", help=argparse.SUPPRESS)  # I/N/GROUP: one of them
     serve.set_defaults(func=cmd_serve)
 
     user = commands.add_parser("user", help="manage accounts")

@@ -235,8 +235,14 @@ class ServerSettings:
     # HTTPS on `listen`: PEM files, re-read on reload (SIGHUP). Both or neither.
     tls_certificate: Path | None = _key(None, _path)
     tls_key: Path | None = _key(None, _path)
-    # How often the running server looks for account and host changes made by the CLI.
-    reload_interval: float = _key(1.0, _number(0.01, 3600, integer=False))
+    # Server processes sharing `listen` (SO_REUSEPORT); worker 0 serves the built-in DNS.
+    workers: int = _key(1, _number(1, 64, integer=True))
+    # How often the server looks at the change log for what other processes changed
+    # (the CLI, other workers and instances); PostgreSQL also wakes it at each commit.
+    poll_interval: float = _key(0.05, _number(0.005, 60, integer=False))
+    # No longer used (the change log replaced the reloads); accepted so that older
+    # files load, with a warning at start.
+    reload_interval: float | None = _key(None, _number(0.01, 3600, integer=False))
     # How long a request waits for DNS to confirm its change before answering 911
     # (the change is stored either way, and applied as soon as DNS takes it).
     apply_deadline: float = _key(2.0, _number(0.05, 60, integer=False))
@@ -392,6 +398,71 @@ def _backends(value: Any) -> dict[str, dict[str, Any]]:
     return {str(name): dict(table) for name, table in value.items()}
 
 
+# What a webhook may be sent (:mod:`.webhooks`): the change log's kinds the outside sees.
+WEBHOOK_EVENTS = (
+    "records",
+    "host.added",
+    "host.removed",
+    "host.blocked",
+    "host.unblocked",
+    "backend.error",
+)
+
+
+def _webhook_name(value: Any) -> str:
+    text = _string(value)
+    if not 0 < len(text) <= 64 or text.strip("abcdefghijklmnopqrstuvwxyz0123456789-"):
+        raise ValueError(f"{text!r} must be 1-64 of a-z, 0-9 and -")
+    return text
+
+
+def _webhook_url(value: Any) -> str:
+    import urllib.parse
+
+    text = _string(value)  # never echoed: a URL may carry a secret
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host name")
+    return text
+
+
+def _webhook_event(value: Any) -> str:
+    if value not in WEBHOOK_EVENTS:
+        raise ValueError(f"unknown event {value!r}: use any of {', '.join(WEBHOOK_EVENTS)}")
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    """``[[webhooks]]``: changes POSTed to ``url``, signed with the ``secret_file``'s key."""
+
+    name: str = _required(_webhook_name)
+    url: str = _required(_webhook_url)
+    secret_file: Path = _required(_path)
+    events: tuple[str, ...] = _key(
+        WEBHOOK_EVENTS, _list_of(_webhook_event, "event names", non_empty=True)
+    )
+    timeout: float = _key(10.0, _number(0.1, 300, integer=False))
+
+    def __repr__(self) -> str:  # the URL may hold a secret (a token in its path or query)
+        return f"WebhookSettings(name={self.name!r}, events={self.events!r}, ...)"
+
+
+def _webhooks(value: Any) -> tuple[WebhookSettings, ...]:
+    if not isinstance(value, list):
+        raise ValueError("must be a list of [[webhooks]] tables")
+    built = tuple(_build(WebhookSettings, t, f"webhooks[{i}]") for i, t in enumerate(value))
+    seen: set[str] = set()
+    for index, hook in enumerate(built):
+        if hook.name in seen:
+            raise ConfigError(f"webhooks[{index}].name: webhook {hook.name!r} is listed twice")
+        seen.add(hook.name)
+        key = f"webhooks[{index}].secret_file"
+        if not read_secret_file(hook.secret_file, key):
+            raise ConfigError(f"{key}: {hook.secret_file} is empty (it holds the HMAC key)")
+    return built
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     server: ServerSettings = _key(ServerSettings(), lambda v: _build(ServerSettings, v, "server"))
@@ -404,6 +475,7 @@ class Config:
         (_build(ZoneSettings, _DEMO_ZONE_TABLE, "zones[0]"),), _zones
     )
     backends: Mapping[str, Mapping[str, Any]] = _key({}, _backends)
+    webhooks: tuple[WebhookSettings, ...] = _key((), _webhooks)
     # Names that cannot be hosts, with the reason: zone apexes and nameserver names.
     reserved: Mapping[str, str] = field(default_factory=dict, init=False, repr=False)
 

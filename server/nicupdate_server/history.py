@@ -127,6 +127,7 @@ class Recorder:
         # Per host: when the last repeated 911 got a row, and how many came since.
         self._repeats: dict[int, tuple[float, int]] = {}
         self._wake = asyncio.Event()  # something to write
+        self._hurry = asyncio.Event()  # ... that others wait for: now
         self._stopping = asyncio.Event()
         self._flushing = asyncio.Lock()
         self._taken: _Taken | None = None  # written by a transaction not committed yet
@@ -168,6 +169,7 @@ class Recorder:
     async def close(self) -> None:
         """Stop, and write what is left."""
         self._stopping.set()
+        self._hurry.set()
         self._wake.set()
         for task in self._tasks:
             if task.get_name() == "nicupdate-prune":
@@ -185,6 +187,12 @@ class Recorder:
         host.nochg_pending += 1
         host.last_result = "nochg"
         self._dirty[host.id] = host
+        self._wake.set()
+
+    def hurry(self) -> None:
+        """Write what is due at once (the reconciler's confirmations: other processes
+        answer their requests from them), unless a transaction carries it first."""
+        self._hurry.set()
         self._wake.set()
 
     def seen(self, host: HostEntry) -> None:
@@ -241,7 +249,7 @@ class Recorder:
             if skipped:
                 reason += f" (and {skipped} more like it in the minute before, not listed)"
         now = datetime.now(UTC)
-        current = {rtype: host.records.get(rtype, ()) for rtype in families}
+        current = {rtype: host.addresses(rtype) for rtype in families}
         records = describe_records(current)
         confirmed_at = None
         if code is Code.GOOD:
@@ -329,10 +337,11 @@ class Recorder:
         while not self._stopping.is_set():
             await self._wake.wait()
             with contextlib.suppress(TimeoutError):  # gather what comes meanwhile
-                await asyncio.wait_for(self._stopping.wait(), FLUSH_DELAY)
+                await asyncio.wait_for(self._hurry.wait(), FLUSH_DELAY)
             if self._stopping.is_set():
                 return  # close() writes what is left
             self._wake.clear()
+            self._hurry.clear()
             try:
                 await self.flush()
             except (SQLAlchemyError, OSError) as exc:  # the writer has logged it

@@ -24,6 +24,7 @@ FIELDS = (
     "path",
     "status",
     "request_id",
+    "worker",
     "exception",
     "stack",
 )

@@ -43,13 +43,17 @@ def bind_error(key: str, host: str, port: int, exc: OSError) -> StartupError:
     return StartupError(f"{where} cannot be bound: {exc.strerror or exc}")
 
 
-def bind_tcp(key: str, host: str, port: int) -> socket.socket:
+def bind_tcp(key: str, host: str, port: int, *, shared: bool = False) -> socket.socket:
     """A listening TCP socket on ``host:port`` (IPv6 only for an IPv6 literal, as
-    asyncio binds it), or :class:`StartupError`."""
+    asyncio binds it), or :class:`StartupError`. ``shared``: with ``SO_REUSEPORT``, so
+    that the workers of one ``serve --workers`` each listen on it and the kernel
+    spreads the connections between them."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if shared:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((host, port))

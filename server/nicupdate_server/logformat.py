@@ -34,6 +34,7 @@ from starlette.types import Scope
 from .config import IPNetwork
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+WORKER_FORMAT = "%(asctime)s %(levelname)s [worker %(worker)s] %(name)s: %(message)s"
 HANDLER_NAME = "nicupdate"  # the handler log_to_stderr() installs
 REQUEST_ID_KEY = "nicupdate.request_id"  # where a request's id is kept in its ASGI scope
 FORWARDED_ID = re.compile(r"[\x21-\x7e]{1,128}")  # a proxy's id: printable, no spaces
@@ -78,9 +79,14 @@ def _forwarded_id(scope: Scope, trusted: Sequence[IPNetwork]) -> str | None:
 
 
 class RequestContext(logging.Filter):
-    """Gives each record logged while an update request is handled its ``request_id``."""
+    """Gives each record logged while an update request is handled its ``request_id``,
+    and every record the worker that logged it (``serve --workers``)."""
+
+    worker: int | None = None
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if self.worker is not None:
+            record.worker = self.worker
         if not hasattr(record, "request_id"):
             current = request_id()
             if current is not None:
@@ -108,8 +114,15 @@ def set_log_format(log_format: str) -> None:
             from .jsonlines import JsonLines
 
             handler.setFormatter(JsonLines())
+        elif RequestContext.worker is not None:
+            handler.setFormatter(logging.Formatter(WORKER_FORMAT))
         else:
             handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+
+
+def set_worker(index: int) -> None:
+    """Every line from now on names this worker (``[worker 1]``, JSON ``"worker": 1``)."""
+    RequestContext.worker = index
 
 
 def _handler() -> logging.Handler | None:

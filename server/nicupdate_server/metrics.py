@@ -218,7 +218,7 @@ class ServerCollector:
         yield GaugeMetricFamily(
             "nicupdate_hosts_blocked",
             "Hosts blocked for abuse (host unblock)",
-            value=sum(1 for host in hosts.values() if host.blocked),
+            value=len(runtime.state.blocked),
         )
         yield GaugeMetricFamily(
             "nicupdate_http_connections", "HTTP connections open", value=runtime.guard.open
@@ -229,6 +229,7 @@ class ServerCollector:
             value=0 if runtime.writer.failure is not None else 1,
         )
         yield from self._backends()
+        yield from self._webhooks()
         if runtime.dns is not None:
             replies = CounterMetricFamily(
                 "nicupdate_dns_queries",
@@ -239,6 +240,18 @@ class ServerCollector:
             for rcode in dict.fromkeys([*DNS_RCODES, *counts]):
                 replies.add_metric([dns.rcode.to_text(rcode)], counts.get(rcode, 0))
             yield replies
+
+    def _webhooks(self) -> Iterator[Metric]:
+        attempts = CounterMetricFamily(
+            "nicupdate_webhook_attempts",
+            "Webhook POSTs this process made, by webhook and result: delivered (2xx) or "
+            "failed (no answer, not 2xx: retried)",
+            labels=["webhook", "result"],
+        )
+        for name, counts in sorted(self._runtime.webhooks.counts.items()):
+            attempts.add_metric([name, "delivered"], counts.delivered)
+            attempts.add_metric([name, "failed"], counts.failed)
+        yield attempts
 
     def _backends(self) -> Iterator[Metric]:
         reconciler = self._runtime.reconciler

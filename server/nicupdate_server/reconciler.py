@@ -15,8 +15,15 @@ always wins, because the change is computed when it is sent.
   ``apply_deadline`` passes: ``good``, ``dnserr`` or ``911`` (stored, will be applied).
 * Drift repair reads the records back from a backend and re-applies where DNS differs.
 
-Confirmed state is written to the database lazily (``persist``): losing it in a crash
-only means applying the same change again, which is harmless.
+Confirmed state is written to the database soon after (``persist``, riding the next
+transaction), with an ``applied`` or ``backend.error`` row in the change log: losing it
+in a crash only means applying the same change again, which is harmless.
+
+Several processes on one database (workers, instances): each (backend, zone) is
+reconciled by the one process that holds its lease (:mod:`.leases`); the others keep
+their copy of what the backend has from the change log (:meth:`Reconciler.remote_applied`)
+and answer their own waiting requests from it. ``builtin`` is each process's own DNS
+data: every process that serves DNS applies it itself.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -42,6 +49,7 @@ from .backends import (
     TransientBackendError,
     ZoneChange,
 )
+from .changelog import Change, Kind, append, records_value
 from .config import Config, ZoneSettings
 from .dyndns import Code
 from .state import State
@@ -49,11 +57,15 @@ from .store import Outcome
 from .tables import applied as _applied
 from .tables import sync_errors as _errors
 
+if TYPE_CHECKING:
+    from .leases import Leases
+
 log = logging.getLogger("nicupdate.reconcile")
 
 RTYPES = ("A", "AAAA")
 ROUTE_CACHE_SIZE = 100_000  # names whose zone and backends are remembered
 RETRY_AFTER_CAP = 3600.0  # a longer Retry-After is taken as an hour
+TAKEOVER_SLICE = 5000  # names compared between two looks at the event loop
 
 Key = tuple[str, str]  # (fqdn, rtype)
 Route = tuple[str, ZoneSettings]  # (backend name, zone)
@@ -93,6 +105,9 @@ class _Worker:
     retry_at: float = 0.0
     busy: bool = False
     task: asyncio.Task[None] | None = None
+    # Held by this process (:mod:`.leases`); None: local, always this process's job.
+    lease: str | None = None
+    active: bool = True
 
 
 class InMemory(Protocol):
@@ -133,6 +148,14 @@ class Reconciler:
         self.on_applied: Callable[[str, float], None] = _nothing_applied
         self.failures: Counter[tuple[str, bool]] = Counter()
         self._stored_at: dict[str, float] = {}  # names behind: when their change was stored
+        # This process's name in the change log, and the leases of its jobs (None: it
+        # is the only process, every job is its own).
+        self.origin = ""
+        self.leases: Leases | None = None
+        # Told when confirmations or errors wait to be written (other processes wait
+        # for them: written soon, not in a second).
+        self.on_unsaved: Callable[[], None] = _nothing_unsaved
+        self._unsaved_events: dict[tuple[str, str], Problem] = {}
 
     # --- start, stop, state ---------------------------------------------------------------
 
@@ -158,6 +181,9 @@ class Reconciler:
                     continue
                 key = (backend, zone.name)
                 worker = self._workers[key] = _Worker(backend, zone)
+                if self.leases is not None and keeps_applied(self.backends[backend]):
+                    worker.lease = lease_name(backend, zone.name)
+                    worker.active = self.leases.holds(worker.lease)
                 worker.task = asyncio.create_task(
                     self._work(worker), name=f"nicupdate-apply-{backend}-{zone.name}"
                 )
@@ -192,33 +218,48 @@ class Reconciler:
         return all(not task.done() for task in tasks)
 
     def refresh(self, *, retry_refused: bool = False) -> None:
-        """Compare desired and applied everywhere (at start, and after the CLI changed hosts).
+        """Compare desired and applied (at start, and after the state was read again).
 
-        Names a backend refused are left alone unless ``retry_refused``.
+        Only the backends that keep what they confirmed (``applied``) can be behind: the
+        in-memory ones (builtin) were just built from the same state. So the names
+        compared are those such a backend has or should have records of, and those that
+        were behind (their waiting requests are answered). Names a backend refused are
+        left alone unless ``retry_refused``.
         """
-        names = set(self.state.hosts)
-        for applied in self.applied.values():
-            names.update(fqdn for fqdn, _ in applied)
+        kept = {name for name, backend in self.backends.items() if keeps_applied(backend)}
+        behind = set(self.behind)
+        names = dict.fromkeys(behind)
+        if kept:
+            for backend in kept:
+                names.update(dict.fromkeys(fqdn for fqdn, _ in self.applied[backend]))
+            hosts = self.state.hosts.items()
+            names.update(dict.fromkeys(fqdn for fqdn, host in hosts if host.a or host.aaaa))
         self.behind.clear()
         for fqdn in names:
-            self._mark(fqdn, bump=retry_refused)
+            routes = self._find_routes(fqdn)  # not remembered: there may be a million
+            if fqdn in behind or any(backend in kept for backend, _ in routes):
+                self._mark(fqdn, bump=retry_refused, routes=routes)
         self._stored_at = {f: t for f, t in self._stored_at.items() if f in self.behind}
 
     def desired(self, fqdn: str, rtype: str) -> tuple[str, ...]:
         host = self.state.hosts.get(fqdn)
-        return host.records.get(rtype, ()) if host is not None else ()
+        return host.addresses(rtype) if host is not None else ()
 
     def pending(self, backend: str, fqdn: str) -> dict[str, tuple[str, ...]]:
         """The record sets ``backend`` still lacks for ``fqdn``: rtype -> wanted addresses."""
         instance = self.backends[backend]
-        if keeps_applied(instance):
-            applied = self.applied[backend]
-            have = {rtype: applied.get((fqdn, rtype), ()) for rtype in RTYPES}
-        else:
-            served = cast(InMemory, instance)
-            have = {rtype: served.current(fqdn, rtype) for rtype in RTYPES}
-        wanted = {rtype: self.desired(fqdn, rtype) for rtype in RTYPES}
-        return {rtype: wanted[rtype] for rtype in RTYPES if wanted[rtype] != have[rtype]}
+        applied = self.applied[backend] if keeps_applied(instance) else None
+        host = self.state.hosts.get(fqdn)
+        lacking: dict[str, tuple[str, ...]] = {}
+        for rtype in RTYPES:
+            wanted = host.addresses(rtype) if host is not None else ()
+            if applied is not None:
+                have = applied.get((fqdn, rtype), ())
+            else:
+                have = cast(InMemory, instance).current(fqdn, rtype)
+            if wanted != have:
+                lacking[rtype] = wanted
+        return lacking
 
     # --- marking and confirming -------------------------------------------------------------
 
@@ -230,11 +271,12 @@ class Reconciler:
             if fqdn in self.behind:
                 self._stored_at[fqdn] = now
 
-    def _mark(self, fqdn: str, *, bump: bool) -> None:
+    def _mark(self, fqdn: str, *, bump: bool, routes: list[Route] | None = None) -> None:
         if bump:
             self.generation[fqdn] = self.generation.get(fqdn, 0) + 1
         generation = self.generation.get(fqdn, 0)
-        routes = self._routes(fqdn)
+        if routes is None:
+            routes = self._routes(fqdn)
         waiting = [(b, zone) for b, zone in routes if self.pending(b, fqdn)]
         if waiting:
             self.behind.add(fqdn)
@@ -321,6 +363,8 @@ class Reconciler:
             if window > 0:
                 await asyncio.sleep(window)
             names, worker.dirty = worker.dirty, set()
+            if not worker.active:
+                continue  # another process reconciles it; on takeover all is compared
             worker.busy = True
             try:
                 await self._apply_names(worker, backend, sorted(names), max_batch)
@@ -407,6 +451,8 @@ class Reconciler:
             if self.problems.pop((worker.backend, fqdn), None) is not None:
                 self._unsaved_problems[(worker.backend, fqdn)] = None
             self._settle(fqdn)
+        if keep:
+            self.on_unsaved()
         return True
 
     def _postpone(self, worker: _Worker, names: list[str]) -> None:
@@ -432,6 +478,9 @@ class Reconciler:
         problem = Problem(message, permanent, attempts, time.time())
         self.problems[(backend, fqdn)] = problem
         self._unsaved_problems[(backend, fqdn)] = problem
+        if old is None or (old.message, old.permanent) != (message, permanent):
+            self._unsaved_events[(backend, fqdn)] = problem  # news for other processes
+            self.on_unsaved()
 
     # --- drift repair -----------------------------------------------------------------------
 
@@ -474,6 +523,8 @@ class Reconciler:
     async def _drift_loop(self, name: str, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
+            if not any(w.active for w in self._workers.values() if w.backend == name):
+                continue  # another process reconciles it, and checks it
             try:
                 report = await self.check_drift(name)
             except Exception:
@@ -498,12 +549,13 @@ class Reconciler:
 
     @property
     def unsaved(self) -> bool:
-        return bool(self._unsaved_applied or self._unsaved_problems)
+        return bool(self._unsaved_applied or self._unsaved_problems or self._unsaved_events)
 
     async def persist(self, conn: AsyncConnection) -> None:
         """Write the confirmations and errors gathered since the last call."""
         applied, self._unsaved_applied = self._unsaved_applied, {}
         problems, self._unsaved_problems = self._unsaved_problems, {}
+        events, self._unsaved_events = self._unsaved_events, {}
         if applied:
             keys = [{"b": b, "f": f, "r": r} for b, f, r in applied]
             await _delete_keys(conn, _applied, keys, with_rtype=True)
@@ -531,6 +583,97 @@ class Reconciler:
             ]
             if rows:
                 await conn.execute(insert(_errors), rows)
+        changes = [
+            Change(
+                Kind.APPLIED,
+                fqdn,
+                {"backend": backend, "records": records_value(self._has(backend, fqdn))},
+            )
+            for backend, fqdn in dict.fromkeys((b, f) for b, f, _ in applied)
+        ]
+        changes += [
+            Change(
+                Kind.BACKEND_ERROR,
+                fqdn,
+                {"backend": backend, "message": p.message, "permanent": p.permanent},
+            )
+            for (backend, fqdn), p in events.items()
+        ]
+        await append(conn, changes, self.origin)
+
+    def _has(self, backend: str, fqdn: str) -> dict[str, tuple[str, ...]]:
+        applied = self.applied[backend]
+        return {rtype: applied.get((fqdn, rtype), ()) for rtype in RTYPES}
+
+    # --- several processes ------------------------------------------------------------------
+
+    def remote_applied(
+        self, backend: str, fqdn: str, records: Mapping[str, tuple[str, ...]]
+    ) -> None:
+        """Another process's worker confirmed ``records`` for ``fqdn`` in ``backend``."""
+        instance = self.backends.get(backend)
+        if instance is None or not keeps_applied(instance):
+            return
+        for rtype in RTYPES:
+            self.applied[backend][(fqdn, rtype)] = tuple(records.get(rtype, ()))
+        self.problems.pop((backend, fqdn), None)
+        if fqdn in self.behind and not self.pending(backend, fqdn):
+            self.confirmed[(backend, fqdn)] = self.generation.get(fqdn, 0)
+        self._settle(fqdn)
+
+    def remote_problem(self, backend: str, fqdn: str, message: str, *, permanent: bool) -> None:
+        """Another process's worker got an error for ``fqdn`` from ``backend``."""
+        old = self.problems.get((backend, fqdn))
+        self.problems[(backend, fqdn)] = Problem(
+            message, permanent, (old.attempts if old else 0) + 1, time.time()
+        )
+        failure = Outcome(Code.DNSERR, message) if permanent else _unavailable(message)
+        self._settle(fqdn, failure)
+
+    def idle(self, backend: str) -> bool:
+        """Whether nothing marked for ``backend`` waits to be applied (or is applying)."""
+        return all(
+            not w.busy and not w.dirty for w in self._workers.values() if w.backend == backend
+        )
+
+    async def claim_before_start(self) -> None:
+        """Take the leases of every (backend, zone) no other process holds (then
+        :meth:`start` compares their names with the rest)."""
+        if self.leases is None:
+            return
+        for zone in self.config.zones:
+            for backend in self._backends_of(zone):
+                instance = self.backends.get(backend)
+                if instance is not None and keeps_applied(instance):
+                    await self.leases.acquire(lease_name(backend, zone.name))
+
+    async def claim(self) -> None:
+        """Try the leases of the workers this process does not hold, and check those
+        it holds; a worker whose lease it gets compares its whole zone (takeover)."""
+        if self.leases is None:
+            return
+        for lost in await self.leases.check():
+            for worker in self._workers.values():
+                if worker.lease == lost:
+                    worker.active = False
+        for worker in list(self._workers.values()):
+            if worker.lease is None or worker.active:
+                continue
+            if await self.leases.acquire(worker.lease):
+                worker.active = True
+                await self._take_over(worker)
+
+    async def _take_over(self, worker: _Worker) -> None:
+        """Compare every name of the worker's zone, a slice at a time (the event loop
+        stays free for requests)."""
+        names = [*self.state.hosts, *(f for f, _ in self.applied[worker.backend])]
+        for start in range(0, len(names), TAKEOVER_SLICE):
+            for fqdn in names[start : start + TAKEOVER_SLICE]:
+                if self._zone(fqdn) is worker.zone and self.pending(worker.backend, fqdn):
+                    self.behind.add(fqdn)
+                    worker.dirty.add(fqdn)
+            await asyncio.sleep(0)
+        worker.wake.set()
 
     # --- routing ----------------------------------------------------------------------------
 
@@ -550,13 +693,16 @@ class Reconciler:
             ]
         return routes
 
+    def _find_routes(self, fqdn: str) -> list[Route]:
+        # A zone apex or nameserver that an older version let be a host: its NS and
+        # glue records are the zone's, never the host's.
+        zone = self._zone(fqdn) if fqdn not in self.config.reserved else None
+        return self._zone_routes(zone) if zone is not None else []
+
     def _routes(self, fqdn: str) -> list[Route]:
         routes = self._route_cache.get(fqdn)
         if routes is None:
-            # A zone apex or nameserver that an older version let be a host: its NS and
-            # glue records are the zone's, never the host's.
-            zone = self._zone(fqdn) if fqdn not in self.config.reserved else None
-            routes = self._zone_routes(zone) if zone is not None else []
+            routes = self._find_routes(fqdn)
             if len(self._route_cache) >= ROUTE_CACHE_SIZE:
                 self._route_cache.clear()
             self._route_cache[fqdn] = routes
@@ -587,7 +733,15 @@ class Reconciler:
         return [z for z in self.config.zones if backend in self._backends_of(z)]
 
 
+def lease_name(backend: str, zone: str) -> str:
+    return f"reconcile:{backend}:{zone}"
+
+
 def _nothing(fqdn: str) -> None:
+    pass
+
+
+def _nothing_unsaved() -> None:
     pass
 
 

@@ -96,6 +96,7 @@ async def reconfigure(runtime: Runtime, new: Config) -> None:
     set_access_log(new.server.access_log)
     if runtime.app is not None:
         runtime.app.app = make_app(runtime)
+    await runtime.webhooks.configure(new.webhooks)  # the changed ones restart
 
     retries = (old.server.retry_initial, old.server.retry_max)
     if (
@@ -122,8 +123,9 @@ async def _restart_reconciler(runtime: Runtime, new: Config, backends: dict[str,
         await reconciler.load(conn)
 
     await runtime.writer.exclusive(prepare)
+    await reconciler.claim_before_start()
     reconciler.start()  # picks up what is pending for the new zones and backends
-    await runtime.reload()  # the hosts again, and the built-in DNS's zones
+    await runtime.rebuild()  # the hosts again, and the built-in DNS's zones
     for backend in removed:
         await backend.close()
 

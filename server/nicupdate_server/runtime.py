@@ -1,10 +1,11 @@
 """The running server: database, state, writer, DNS listener and HTTP, in one event loop.
 
-One process serves everything (the in-memory state it answers ``nochg`` from
-must be the only one). Background work: every ``server.reload_interval`` it
-checks whether the CLI changed accounts or hosts and reloads them (and, while the
-database refuses writes, whether it takes them again). The update history and what
-``host list`` shows are written by :class:`~.history.Recorder` as answers are sent.
+The process answers ``nochg`` from its in-memory copy of the hosts; what other
+processes change (the CLI, other workers or instances on the same database) reaches
+that copy through the change log (:class:`~.feed.Feed`, :class:`~.follow.Follower`).
+Background work, every second: while the database refuses writes, whether it takes them
+again; the reconciler's confirmations; pruning the change log. The update history and
+what ``host list`` shows are written by :class:`~.history.Recorder` as answers are sent.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import socket
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
@@ -24,6 +28,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from . import changelog
+from .api import routes as api_routes
 from .app import MaskSecrets, create_app
 from .auth import Authenticator
 from .backends import Backend, create_backend
@@ -38,15 +44,20 @@ from .connections import (
 )
 from .db import create_engine, ensure_schema
 from .dnsserver import TCP_MAX_CLIENTS, DnsServer
+from .feed import Feed
+from .follow import Follower
 from .history import Recorder
+from .leases import Leases
 from .listeners import bind_error, bind_tcp, shown
 from .logformat import log_to_stderr
 from .logsummary import LogSummary
 from .reconciler import Reconciler
-from .state import State, read_admin_revision
+from .served import Announcer, RemoteBuiltin, ServedPosition
+from .state import State
 from .store import Writer, describe_failure, ensure_zones, flush_host_stats
 from .tls import Tls
 from .updates import UpdateService
+from .webhooks import Webhooks
 from .zonedata import AuthoritativeData
 
 if TYPE_CHECKING:
@@ -54,7 +65,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nicupdate")
 
+WATCH_INTERVAL = 1.0
+LEASE_INTERVAL = 1.0  # how often a process tries to take over the jobs of one gone
 STATS_INTERVAL = 10.0
+# The change log keeps what every durable reader (webhooks) has passed for this long,
+# and nothing older than CHANGES_KEEP_MAX, whoever is behind.
+CHANGES_KEEP = timedelta(hours=1)
+CHANGES_KEEP_MAX = timedelta(days=7)
+CHANGES_PRUNE_INTERVAL = 600.0
+CHANGES_PRUNE_BATCH = 5000
 # /healthz tries a write when the last one that told anything is older than this.
 WRITE_CHECK_INTERVAL = 5.0
 WRITE_CHECK_TIMEOUT = 2.0
@@ -65,21 +84,40 @@ DESCRIPTOR_MARGIN = 16
 GC_THRESHOLDS = (10_000, 20, 20)  # Python's own: (700, 10, 10)
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerRole:
+    """This process is worker ``index`` of ``count`` of one ``serve --workers`` (whose
+    supervisor named the group): worker 0 serves the built-in DNS (:mod:`.served`)."""
+
+    index: int
+    count: int
+    group: str
+
+    @property
+    def serves_dns(self) -> bool:
+        return self.index == 0
+
+
 class Runtime:
     """Everything but the HTTP listener; :func:`serve` adds that."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, worker: WorkerRole | None = None) -> None:
         self.config = config
+        self.worker = worker
         self.url = config.server.database_url()
         self.engine: AsyncEngine = create_engine(self.url)
         self.state = State()
         self.dns_data = AuthoritativeData()
-        self.builtin = BuiltinBackend(self.dns_data)
+        self.served = ServedPosition()  # what worker 0's DNS serves (other workers)
+        self.builtin: BuiltinBackend = BuiltinBackend(self.dns_data)
+        if worker is not None and not worker.serves_dns:
+            self.builtin = RemoteBuiltin(self.dns_data, self.served, self.known_position)
         self.backends: dict[str, Backend] = {"builtin": self.builtin}
         for name, table in config.backends.items():  # all of them, as check-config does
             self.backends[name] = create_backend(name, table)
         self.reconciler = Reconciler(config, self.state, self.backends)
-        self.writer = Writer(self.engine, self.state, self.reconciler.mark)
+        self.origin = changelog.new_origin("serve")
+        self.writer = Writer(self.engine, self.state, self.reconciler.mark, origin=self.origin)
         self.recorder = Recorder(config, self.state, self.writer, self.reconciler)
         self.reconciler.on_confirmed = self.recorder.confirmed
         self.writer.rider = self.recorder  # changes' transactions carry the history too
@@ -95,6 +133,30 @@ class Runtime:
             recorder=self.recorder,
             summary=self.summary,
         )
+        self.reconciler.origin = self.origin
+        self.reconciler.on_unsaved = self.recorder.hurry  # others may wait for it
+        self.follower = Follower(self.state, self.reconciler, self.origin)
+        self.follower.on_unblocked = self.service.host_limits.forget
+        self.feed = Feed(
+            self.engine, config.server.poll_interval, self.follower.apply, self._rebuild
+        )
+        self.service.stale = self.feed.stale
+        self.announcer: Announcer | None = None
+        if worker is not None:
+            self.follower.group = worker.group
+            self.follower.on_served = self.served.announced
+            if worker.serves_dns and worker.count > 1:
+                self.announcer = Announcer(
+                    worker.group,
+                    self.origin,
+                    self.known_position,
+                    lambda: self.reconciler.idle("builtin"),
+                    self.writer.exclusive,
+                    config.server.poll_interval,
+                )
+        # Jobs one process at a time does (reconciling a backend, delivering webhooks).
+        self.leases = Leases(self.engine, self.url)
+        self.webhooks = Webhooks(self.engine, self.leases, self.state, self.feed, config.webhooks)
         self.dns: DnsServer | None = None
         self.descriptors = descriptor_limit()
         reserved = RESERVED_DESCRIPTORS + (TCP_MAX_CLIENTS if config.dns.enabled else 0)
@@ -116,17 +178,29 @@ class Runtime:
 
             self.metrics = Metrics(self)
 
+    def known_position(self) -> int:
+        """The newest change this process knows: read from the log, or its own."""
+        return max(self.feed.position, self.writer.last_change_id)
+
+    @property
+    def serves_dns(self) -> bool:
+        return self.worker is None or self.worker.serves_dns
+
     async def start(self) -> None:
         await ensure_schema(self.engine, self.url)
         async with self.engine.begin() as conn:
             await ensure_zones(conn, list(self.config.zones))
+        async with self.engine.connect() as conn:
+            # The log's position first: what commits while the tables are read is in
+            # the rows after it, applied again (idempotently) before serving.
+            position = await changelog.newest(conn)
             self._adopt(await State.load(conn))
             await self.reconciler.load(conn)
             await self.recorder.load(conn)
-        if self.metrics is not None:  # its own listener, if metrics.listen is set
+        if self.metrics is not None and self.serves_dns:  # metrics.listen: worker 0's
             await self.metrics.start()  # a port in use stops us here, as for DNS
         builtin_zones = [z for z in self.config.zones if "builtin" in z.backends]
-        if self.config.dns.enabled and builtin_zones:  # a port in use stops us here
+        if self.config.dns.enabled and builtin_zones and self.serves_dns:  # a port in use stops us
             host, port = self.config.dns.endpoint
             dns = DnsServer(self.dns_data, host, port)
             try:
@@ -139,8 +213,14 @@ class Runtime:
             await backend.start()
         self.writer.start()
         self.recorder.start()
+        self.reconciler.leases = self.leases
+        await self.reconciler.claim_before_start()
         self.reconciler.start()  # resumes whatever was pending when the server stopped
         self.recorder.resumed()
+        await self.feed.start(position)
+        if self.announcer is not None:
+            self.announcer.start()
+        await self.webhooks.start()  # after the feed: they read what it has applied
         await self.writer.check_writes()  # so that /healthz knows a read-only database
         for fqdn in self.state.hosts:
             if fqdn in self.config.reserved:
@@ -151,6 +231,13 @@ class Runtime:
                     self.config.reserved[fqdn],
                     fqdn,
                 )
+        if self.config.server.reload_interval is not None:
+            log.warning(
+                "server.reload_interval is no longer used (changes reach the server through "
+                "the change log): remove it; server.poll_interval (%g s) is how often the "
+                "log is read",
+                self.config.server.poll_interval,
+            )
         limits = self.config.limits
         if self.guard.max_connections < limits.max_connections:
             log.warning(
@@ -162,69 +249,106 @@ class Runtime:
                 limits.max_connections,
             )
         self._tasks.append(asyncio.create_task(self._watch(), name="nicupdate-watch"))
+        self._tasks.append(asyncio.create_task(self._claim(), name="nicupdate-leases"))
 
     def _adopt(self, loaded: State) -> None:
         """Make ``loaded`` the current state (in place: the service holds this object)."""
         self.state.users = loaded.users
         self.state.hosts = loaded.hosts
         self.state.zone_serials = loaded.zone_serials
-        self.state.admin_revision = loaded.admin_revision
+        self.state.blocked = loaded.blocked
         fresh = AuthoritativeData()
         for zone in self.config.zones:
             if "builtin" in zone.backends:
-                records = [
-                    (fqdn, host.records)
+                records = (
+                    (fqdn, host.a, host.aaaa)
                     for fqdn, host in loaded.hosts.items()
                     if self.config.zone_for(fqdn) is zone and fqdn not in self.config.reserved
-                ]
+                )
                 fresh.add_zone(zone, loaded.zone_serials.get(zone.name, 1), records)
         self.dns_data.zones = fresh.zones
 
-    async def reload(self) -> None:
-        """Reload accounts and hosts now (the watcher does it on its own within a second)."""
-        await self.writer.exclusive(self._reload)
+    async def rebuild(self) -> None:
+        """Reload every account and host, and the built-in DNS's zones (a configuration
+        reload; or the change log no longer reaches back to this process's position)."""
+        async with self.feed.locked():
+            self.feed.position = await self.writer.exclusive(self._reload)
 
-    async def _reload(self, conn: AsyncConnection) -> None:
+    async def _rebuild(self) -> int:
+        return int(await self.writer.exclusive(self._reload))
+
+    async def _reload(self, conn: AsyncConnection) -> int:
         await flush_host_stats(conn, self.state)
         await self.reconciler.persist(conn)
         before = {host.id for host in self.state.hosts.values() if host.blocked}
+        position = await changelog.newest(conn)
         self._adopt(await State.load(conn))
         for host in self.state.hosts.values():
             if host.id in before and not host.blocked:  # `host unblock`: count afresh
                 self.service.host_limits.forget(host.id)
         self.reconciler.refresh()
-        log.info("accounts and hosts reloaded (revision %d)", self.state.admin_revision)
+        log.info("accounts and hosts reloaded (%d hosts)", len(self.state.hosts))
+        return position
 
     async def _watch(self) -> None:
-        interval = self.config.server.reload_interval
         since_flush = 0.0
+        since_prune = 0.0
         while True:
-            await asyncio.sleep(interval)
-            since_flush += interval
+            await asyncio.sleep(WATCH_INTERVAL)
+            since_flush += WATCH_INTERVAL
+            since_prune += WATCH_INTERVAL
             try:
                 if self.writer.failure is not None or self.writer.unrecorded:
                     if await self.writer.check_writes() is not None:
                         continue  # it refuses writes (logged once): nothing to do until then
-                async with self.engine.connect() as conn:
-                    revision = await read_admin_revision(conn)
-                if revision != self.state.admin_revision:
-                    await self.writer.exclusive(self._reload)
-                elif self.reconciler.unsaved:
+                if self.reconciler.unsaved:
                     await self.writer.exclusive(self.reconciler.persist)
                 if since_flush >= STATS_INTERVAL:
                     since_flush = 0.0
                     self.service.host_limits.prune()
                     await self.recorder.flush()  # written as answers go; this in case
+                if since_prune >= CHANGES_PRUNE_INTERVAL:
+                    since_prune = 0.0
+                    await self._prune_changes()
             except (SQLAlchemyError, OSError) as exc:
                 log.warning("background work failed (%s); will try again", describe_failure(exc))
             except Exception:
-                log.exception("background reload failed; will try again")
+                log.exception("background work failed; will try again")
+
+    async def _claim(self) -> None:
+        """Take over the jobs of processes that stopped (their leases were released)."""
+        while True:
+            await asyncio.sleep(LEASE_INTERVAL)
+            try:
+                await self.reconciler.claim()
+            except Exception:
+                log.exception("taking over reconciling failed; will try again")
+
+    async def _prune_changes(self) -> None:
+        """Delete what every reader of the change log has passed (and what is too old)."""
+
+        async def prune(conn: AsyncConnection) -> int:
+            behind = await changelog.slowest_reader(conn)
+            passed = min(self.feed.position, behind if behind is not None else self.feed.position)
+            done = await changelog.prune(conn, passed + 1, CHANGES_KEEP, CHANGES_PRUNE_BATCH)
+            newest = await changelog.newest(conn)
+            return done + await changelog.prune(conn, newest, CHANGES_KEEP_MAX, CHANGES_PRUNE_BATCH)
+
+        while await self.writer.exclusive(prune) >= CHANGES_PRUNE_BATCH:
+            await asyncio.sleep(0.05)
 
     async def health(self) -> list[str]:
         """What is wrong, one line each, for /healthz (empty: healthy)."""
         problems = []
         if any(task.done() for task in self._tasks):
-            problems.append("background task: stopped (CLI changes are not picked up)")
+            problems.append("background task: stopped (database checks, change log pruning)")
+        if self._started and not self.feed.running():
+            problems.append("change log: its reader stopped (changes elsewhere are not seen)")
+        elif self.feed.stale():
+            problems.append(
+                f"change log: cannot be read ({self.feed.failure or 'no answer'}); "
+                "updates answer 911"
+            )
         if not self.reconciler.healthy():
             problems.append("reconciler: a backend worker stopped")
         if not self.recorder.healthy():
@@ -255,6 +379,8 @@ class Runtime:
         return problems
 
     async def close(self) -> None:
+        await self.webhooks.close()  # stores their positions while the database is open
+        await self.feed.close()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -273,6 +399,7 @@ class Runtime:
             await self.dns.close()
         for backend in self.backends.values():
             await backend.close()
+        await self.leases.close()
         await self.engine.dispose()
 
 
@@ -315,6 +442,15 @@ def make_app(runtime: Runtime) -> ASGIApp:
         throttle_delay=runtime.config.limits.throttle_delay,
         metrics=runtime.metrics,
         metrics_allow=metrics_allow(runtime),
+        api=api_routes(
+            authenticator=runtime.authenticator,
+            engine=runtime.engine,
+            feed=runtime.feed,
+            events=runtime.webhooks.events,
+            state=runtime.state,
+            trusted_proxies=settings.trusted_proxies,
+            realm=settings.realm,
+        ),
     )
 
 
@@ -387,7 +523,7 @@ async def serve(
     The HTTP port is bound first and the DNS ports next, so that a port in use stops
     start-up (:class:`~.listeners.StartupError`) before anything else has begun."""
     host, port = runtime.config.server.endpoint
-    listener = bind_tcp("server.listen", host, port)
+    listener = bind_tcp("server.listen", host, port, shared=runtime.worker is not None)
     try:
         await _serve(runtime, listener, on_started, load)
     finally:
@@ -420,7 +556,13 @@ async def _serve(
         dns = "no built-in DNS"
         if runtime.dns is not None:
             dns = f"DNS on {shown(settings.dns.endpoint[0], runtime.dns.port)} (UDP+TCP)"
-        log.info("serving HTTP on %s, %s; zones: %s", shown(host, port), dns, zones)
+        worker = runtime.worker
+        who = (
+            ""
+            if worker is None
+            else f"worker {worker.index} of {worker.count} (pid {os.getpid()}): "
+        )
+        log.info("%sserving HTTP on %s, %s; zones: %s", who, shown(host, port), dns, zones)
         loop = asyncio.get_running_loop()
 
         def stop(sig: int) -> None:

@@ -26,11 +26,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, case, delete, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import tables
+from .changelog import Change, Kind, append, records_value
 from .config import ZoneSettings
 from .dyndns import Code
 from .state import HostEntry, State
@@ -119,8 +120,11 @@ class _Planned:
     future: asyncio.Future[Outcome]
     old: dict[str, tuple[str, ...]] = field(default_factory=dict)
     new: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # The host's whole record set after this change (the change log's value).
+    after: dict[str, tuple[str, ...]] = field(default_factory=dict)
     outcome: Outcome | None = None
     stored: Stored | None = None
+    change_id: int = 0  # its row in the change log
 
 
 class Rider(Protocol):
@@ -150,9 +154,15 @@ class Writer:
         engine: AsyncEngine,
         state: State,
         on_commit: Callable[[Iterable[str]], None] = lambda names: None,
+        *,
+        origin: str = "",
     ) -> None:
         self._engine = engine
         self.state = state
+        # This process's name in the change log (its rows are applied here already),
+        # and the id of the newest row it wrote.
+        self.origin = origin
+        self.last_change_id = 0
         self._on_commit = on_commit
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -295,7 +305,7 @@ class Writer:
             plans.append(plan)
             if host_update.refusal is not None:
                 continue
-            current = overlay.setdefault(host_update.host.id, dict(host_update.host.records))
+            current = overlay.setdefault(host_update.host.id, host_update.host.records())
             for rtype, addresses in host_update.families.items():
                 before = current.get(rtype, ())
                 if before != addresses:
@@ -304,6 +314,7 @@ class Writer:
                     current[rtype] = addresses
             if not plan.new:
                 plan.outcome = Outcome(Code.NOCHG)
+            plan.after = dict(current)
         return plans
 
     async def _batch(self, batch: list[tuple[HostUpdate, asyncio.Future[Outcome]]]) -> None:
@@ -312,18 +323,21 @@ class Writer:
         plans = self._plan(batch)
         writes = [p for p in plans if p.new or p.update.refusal is not None]
         now = datetime.now(UTC)
-        serials = {
-            zone: next_serial(self.state.zone_serials.get(zone, 0))
-            for zone in {p.update.zone.name for p in writes if p.new}
-        }
+        serials: dict[str, int] = {}
         if writes:
             rider = self.rider if self.rider is not None and self.rider.due() else None
             started = time.perf_counter()
             try:
                 async with self._engine.begin() as conn:
-                    await self._write(conn, writes, serials, now)
+                    serials = await self._write(conn, writes, now)
                     if rider is not None:
                         rider = await self._ride(rider, conn)
+                    logged = [p for p in writes if p.new]
+                    ids = await append(conn, _changes(logged, serials), self.origin, now)
+                    for plan, change_id in zip(logged, ids, strict=True):
+                        plan.change_id = change_id
+                    if ids:
+                        self.last_change_id = max(self.last_change_id, ids[-1])
             except (SQLAlchemyError, OSError) as exc:
                 if rider is not None:
                     rider.failed()
@@ -363,9 +377,9 @@ class Writer:
         self,
         conn: AsyncConnection,
         writes: list[_Planned],
-        serials: Mapping[str, int],
         now: datetime,
-    ) -> None:
+    ) -> dict[str, int]:
+        """Write a batch; the new SOA serial of each zone it changed."""
         # One statement per kind of write for the whole batch: each is one round trip.
         replaced = [
             {"host": plan.update.host.id, "type": rtype} for plan in writes for rtype in plan.new
@@ -401,12 +415,8 @@ class Writer:
                 .values(last_update_at=bindparam("at")),
                 [{"host": p.update.host.id, "at": now} for p in changed],
             )
-        for zone, serial in serials.items():
-            result = await conn.execute(
-                update(_zones).where(_zones.c.name == zone).values(serial=serial)
-            )
-            if result.rowcount == 0:
-                await conn.execute(insert(_zones).values(name=zone, serial=serial))
+        zones = sorted({p.update.zone.name for p in changed})
+        return {zone: await bump_serial(conn, zone) for zone in zones}
 
     def _keep_unrecorded(self, writes: list[_Planned], now: datetime) -> None:
         for plan in writes:
@@ -428,14 +438,46 @@ class Writer:
                     host.last_result = NOT_STORED
                     host.result_unsaved = True
                 continue
-            for rtype, addresses in plan.new.items():
-                if addresses:
-                    host.records[rtype] = addresses
-                else:
-                    host.records.pop(rtype, None)
-            host.last_update_at = now
+            if plan.change_id < host.revision:
+                continue  # a newer change (another process's) is applied already
+            host.set_records(plan.after)
             host.last_result = "good"
-        self.state.zone_serials.update(serials)
+            host.revision = plan.change_id
+        for zone, serial in serials.items():
+            self.state.set_serial(zone, serial)
+
+
+async def bump_serial(conn: AsyncConnection, zone: str, now: float | None = None) -> int:
+    """Raise ``zone``'s SOA serial in the database (:func:`next_serial`, computed there:
+    processes sharing the database never give two changes one serial); the new one.
+    Zones are bumped in name order, so that two transactions never wait on each other."""
+    stamp = int(time.time() if now is None else now)
+    raised = case((_zones.c.serial + 1 > stamp, _zones.c.serial + 1), else_=stamp)
+    result = await conn.execute(
+        update(_zones).where(_zones.c.name == zone).values(serial=raised).returning(_zones.c.serial)
+    )
+    serial = result.scalar_one_or_none()
+    if serial is None:
+        serial = next_serial(0, stamp)
+        await conn.execute(insert(_zones).values(name=zone, serial=serial))
+    return int(serial)
+
+
+def _changes(writes: list[_Planned], serials: Mapping[str, int]) -> list[Change]:
+    """The change log's rows of a batch: each change's record set, in order."""
+    return [
+        Change(
+            Kind.RECORDS,
+            plan.update.host.fqdn,
+            {
+                "records": records_value(plan.after),
+                "previous": records_value({**plan.after, **plan.old}),
+                "zone": plan.update.zone.name,
+                "serial": serials[plan.update.zone.name],
+            },
+        )
+        for plan in writes
+    ]
 
 
 def _history_row(plan: _Planned, now: datetime) -> dict[str, Any]:
@@ -454,15 +496,16 @@ def _history_row(plan: _Planned, now: datetime) -> dict[str, Any]:
     }
 
 
-def block_host(host_id: int) -> _Exclusive:
+def block_host(host: HostEntry, origin: str) -> _Exclusive:
     """Work for :meth:`Writer.exclusive`: store that a host answers ``abuse``."""
 
     async def block(conn: AsyncConnection) -> None:
         await conn.execute(
             update(_hosts)
-            .where(_hosts.c.id == host_id)
+            .where(_hosts.c.id == host.id)
             .values(blocked_at=datetime.now(UTC), last_result="abuse")
         )
+        await append(conn, [Change(Kind.HOST_BLOCKED, host.fqdn, {})], origin)
 
     return block
 
@@ -542,6 +585,12 @@ async def ensure_zones(conn: AsyncConnection, zones: list[ZoneSettings]) -> None
     """Give every configured zone a row (and so a serial) in the database."""
     existing = set((await conn.execute(select(_zones.c.name))).scalars())
     missing = [z.name for z in zones if z.name not in existing]
-    if missing:
+    if missing:  # another process (a worker, an instance) may add them at the same time
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
         serial = next_serial(0)
-        await conn.execute(insert(_zones), [{"name": n, "serial": serial} for n in missing])
+        await conn.execute(
+            dialect.insert(_zones).on_conflict_do_nothing(),
+            [{"name": n, "serial": serial} for n in missing],
+        )

@@ -106,7 +106,7 @@ update_log = Table(
     Index("ix_update_log_fqdn_at", "fqdn", "at"),
 )
 
-# Small named counters; ``admin_revision`` rises on every CLI change.
+# Small named counters (``write_probe``: the time of the last write check).
 meta = Table(
     "meta",
     metadata,
@@ -138,4 +138,29 @@ sync_errors = Table(
     Column("attempts", Integer, nullable=False),
     Column("permanent", Boolean, nullable=False),
     Column("message", Text, nullable=False),
+)
+
+# The change log (``changelog.py``): every change, in commit order, for the processes
+# and instances that tail it and for the webhooks. ``AUTOINCREMENT``: an id is never
+# given twice on SQLite, even after the newest rows were pruned.
+changes = Table(
+    "changes",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("at", TIME, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("subject", String(253), nullable=False),
+    Column("value", Text, nullable=False),
+    Column("origin", String(96), nullable=False),
+    sqlite_autoincrement=True,
+)
+
+# Where each durable reader of the change log is (a webhook: the last id it delivered).
+# Rows every one of them has passed may be pruned.
+feed_positions = Table(
+    "feed_positions",
+    metadata,
+    Column("consumer", String(128), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    Column("updated_at", TIME, nullable=False),
 )

@@ -111,6 +111,8 @@ class UpdateService:
         self.host_limits = HostLimits(config.limits)
         self._summary = summary or LogSummary(log, config.limits.log_interval)
         self._background: set[asyncio.Future[object]] = set()
+        # True while the change log cannot be read (feed.py): `nochg` is not answered.
+        self.stale: Callable[[], bool] = _never
         self.configure(config)
 
     def configure(self, config: Config) -> None:
@@ -232,9 +234,11 @@ class UpdateService:
                 extra={"host": fqdn, "caller": refusal.caller, "answer": Code.DNSERR.value},
             )
             return asyncio.ensure_future(self._refuse(refusal))
-        if all(host.records.get(rtype, ()) == value for rtype, value in families.items()):
+        if all(host.addresses(rtype) == value for rtype, value in families.items()):
             if fqdn in self._reconciler.behind:  # stored, but DNS has not confirmed it yet
                 return asyncio.ensure_future(self._confirm(host, families, addresses, caller))
+            if self.stale():  # others may have changed it: this copy cannot vouch for it
+                return Code.SERVER_ERROR.value
             if self.host_limits.nochg(host.id):
                 self._block(host, families, caller)
                 return Code.ABUSE.value
@@ -259,7 +263,7 @@ class UpdateService:
     ) -> None:
         """Answer ``abuse`` for ``host`` from now on, and store that."""
         limits = self._config.limits
-        host.blocked = True
+        self._state.set_blocked(host, True)
         host.last_result = "abuse"
         reason = (
             f"blocked: more than {limits.abuse_nochg_threshold} nochg answers "
@@ -275,7 +279,7 @@ class UpdateService:
             host.fqdn,
             extra={"host": host.fqdn, "caller": str(caller.address or ""), "answer": "abuse"},
         )
-        task = asyncio.ensure_future(self._writer.exclusive(block_host(host.id)))
+        task = asyncio.ensure_future(self._writer.exclusive(block_host(host, self._writer.origin)))
         self._background.add(task)
         task.add_done_callback(self._stored_block)
 

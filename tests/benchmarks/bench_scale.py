@@ -8,7 +8,8 @@ memory per host). Then, for each host count N (default 10,000 and 100,000; ``--q
 
 1. builds a database of N hosts: the schema and the account ``bench`` through the CLI
    (``user add``), then the hosts ``h0000000.dyn.example.test ...``, each with one A
-   record, inserted in bulk (SQLAlchemy Core, one transaction, executemany in chunks);
+   record and a token, inserted in bulk (SQLAlchemy Core, one transaction, executemany
+   in chunks);
 2. starts ``python -m nicupdate_server --config PATH serve`` and times it from the
    launch to the first 200 from /healthz, then reads its resident memory when idle;
 3. sends one update for ``h0000000`` (``good``), then runs ``wrk -t1 -c16 --latency``
@@ -24,6 +25,10 @@ memory per host). Then, for each host count N (default 10,000 and 100,000; ``--q
    N: start-up <= 15 s, idle memory <= 600 MB at 1,000,000 hosts (for smaller N,
    extrapolated per host), host add p50 <= 100 ms, no request delayed more than 20 ms
    by an admin change (max latency with changes minus the reference's).
+
+Then, on a database with one host, it starts ``serve --workers 1`` and ``--workers 2``
+in turn and prints the ``nochg`` req/s of each (``wrk -t1 -c64``, 10 s; 5 s with
+``--quick``) and their ratio.
 
 Load comes from ``wrk`` (``apt-get install wrk``). Timings are printed, never asserted:
 the exit status is non-zero only when something failed to run or answered wrongly.
@@ -83,6 +88,11 @@ WARMUP_SECONDS = 1
 MIN_DURATION = 3
 WRK_TIMEOUT = 300
 
+WORKER_COUNTS = (1, 2)
+WORKER_CONNECTIONS = 64
+WORKER_SECONDS = 10
+QUICK_WORKER_SECONDS = 5
+
 TARGET_STARTUP_S = 15.0
 TARGET_RSS_MB = 600.0
 TARGET_RSS_HOSTS = 1_000_000
@@ -141,11 +151,11 @@ def parse_latency(output: str, seconds: float) -> Latency:
     )
 
 
-def wrk_command(url: str, auth: str, seconds: int) -> list[str]:
+def wrk_command(url: str, auth: str, seconds: int, connections: int = CONNECTIONS) -> list[str]:
     return [
         "wrk",
         "-t1",
-        f"-c{CONNECTIONS}",
+        f"-c{connections}",
         f"-d{seconds}s",
         # A request kept waiting is measured, however long, not counted as an error.
         "--timeout",
@@ -157,8 +167,8 @@ def wrk_command(url: str, auth: str, seconds: int) -> list[str]:
     ]
 
 
-def run_wrk(url: str, auth: str, seconds: int) -> Latency:
-    command = wrk_command(url, auth, seconds)
+def run_wrk(url: str, auth: str, seconds: int, connections: int = CONNECTIONS) -> Latency:
+    command = wrk_command(url, auth, seconds, connections)
     started = time.monotonic()
     try:
         proc = subprocess.run(
@@ -194,8 +204,9 @@ def cli(config: Path, work: Path, *args: str, stdin: str | None = None) -> float
 
 
 def insert_hosts(database: Path, count: int) -> float:
-    """Add ``count`` hosts of ``bench`` with one A record each, in one transaction; the
-    time it took (s)."""
+    """Add ``count`` hosts of ``bench`` with one A record and a token each (as real hosts
+    have), in one transaction; the time it took (s)."""
+    from nicupdate_server.auth import token_digest
     from nicupdate_server.tables import hosts, records, users
     from sqlalchemy import create_engine, func, select
 
@@ -217,7 +228,7 @@ def insert_hosts(database: Path, count: int) -> float:
                             "id": first + i,
                             "fqdn": host_name(i),
                             "owner_id": owner,
-                            "token_digest": None,
+                            "token_digest": token_digest(f"bench-{i}"),
                             "created_at": now,
                             "nochg_count": 0,
                         }
@@ -376,6 +387,62 @@ def measure(count: int, changes: int, work: Path) -> ScaleResult:
     return ScaleResult(count, insert_s, startup_s, idle_mb, add_ms, cli_s, with_changes, reference)
 
 
+@dataclass
+class WorkersResult:
+    workers: int
+    requests: int
+    seconds: float
+    p99_ms: float | None
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+
+def measure_workers(work: Path, seconds: int) -> list[WorkersResult]:
+    """nochg req/s for one host with ``serve --workers N``, N = 1 and 2, on the same
+    database (wrk -t1 -c64; each server started afresh)."""
+    config, base, _ = prepare(0, work)
+    auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    cli(config, work, "host", "add", NOCHG_HOST, "--owner", USER)
+    url = f"{base}/nic/update?hostname={NOCHG_HOST}&myip={NOCHG_ADDRESS}"
+    results = []
+    for workers in WORKER_COUNTS:
+        text = config.read_text()
+        config.write_text(
+            re.sub(r"(?m)^workers = \d+\n", "", text).replace(
+                "[server]\n", f"[server]\nworkers = {workers}\n", 1
+            )
+        )
+        processes = Processes(work)
+        try:
+            start_server(processes, config, base, work)
+            check_update(url, auth, f"{'good' if workers == 1 else 'nochg'} {NOCHG_ADDRESS}")
+            run_wrk(url, auth, WARMUP_SECONDS, WORKER_CONNECTIONS)
+            latency = run_wrk(url, auth, seconds, WORKER_CONNECTIONS)
+            if latency.non_2xx or latency.socket_errors:
+                raise BenchError(f"{workers} worker(s): wrk saw errors ({latency})")
+            results.append(
+                WorkersResult(workers, latency.requests, latency.seconds, latency.p99_ms)
+            )
+            print(f"{workers} worker(s): {results[-1].rate:,.0f} nochg/s", flush=True)
+            processes.stop("nicupdate")
+        finally:
+            processes.stop_all()
+    return results
+
+
+def report_workers(results: list[WorkersResult]) -> None:
+    reference = results[0]
+    print()
+    print(f"serve --workers N: nochg for one host, wrk -t1 -c{WORKER_CONNECTIONS}")
+    for result in results:
+        print(
+            f"  {result.workers} worker(s): {result.rate:>8,.0f} req/s "
+            f"({result.rate / reference.rate:.2f}x one worker), p99 {ms(result.p99_ms)} ms"
+        )
+
+
 def ms(value: float | None) -> str:
     return "?" if value is None else f"{value:.1f}"
 
@@ -513,6 +580,10 @@ def main(argv: list[str] | None = None) -> int:
                 directory.mkdir()
                 results.append(measure(count, changes, directory))
             problems = report(results, changes, empty)
+            workers_dir = work / "workers"
+            workers_dir.mkdir()
+            seconds = QUICK_WORKER_SECONDS if args.quick else WORKER_SECONDS
+            report_workers(measure_workers(workers_dir, seconds))
         except BenchError as exc:
             print(f"bench_scale: {exc}", file=sys.stderr)
             return 1

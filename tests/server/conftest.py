@@ -30,7 +30,6 @@ BASE_CONFIG = """
 [server]
 listen = "127.0.0.1:0"
 database = "sqlite+aiosqlite:///{db}"
-reload_interval = 0.2
 {server_extra}
 
 [dns]
@@ -89,7 +88,7 @@ class LiveServer:
 
         async def run() -> T:
             result = await work(Admin(self.runtime.engine, self.config))
-            await self.runtime.reload()
+            await self.runtime.feed.catch_up()
             return result
 
         return self.call(run)

@@ -32,7 +32,6 @@ CONFIG = """
 [server]
 listen = "127.0.0.1:{http_port}"
 database = "{database}"
-reload_interval = 0.2
 {server_extra}
 
 [dns]
@@ -43,8 +42,10 @@ listen = "127.0.0.1:{dns_port}"
 
 [[zones]]
 name = "dyn.example.test"
-backend = "builtin"
+backends = [{backends}]
 nameserver_addresses = ["127.0.0.1"]
+
+{tables}
 """
 
 
@@ -143,6 +144,8 @@ def server_process(
     password_hash: str | None = None,
     accounts: bool = True,
     https: bool = False,
+    backends: tuple[str, ...] = ("builtin",),
+    tables: str = "",
 ) -> Iterator[ServerProcess]:
     """A running server with alice and her host HOME (password ALICE[1]).
 
@@ -151,7 +154,8 @@ def server_process(
     ``directory``); ``password_hash`` replaces alice's stored hash (SQLite only), as
     a hash made with other parameters before an upgrade would be. ``accounts=False``
     starts on the database as it is (a restart): alice and her host are not added.
-    ``https``: the server listens with TLS (``server_extra`` names its files)."""
+    ``https``: the server listens with TLS (``server_extra`` names its files).
+    ``backends``: the zone's; ``tables``: TOML added at the end (``[backends.NAME]``)."""
     http_port, dns_port = free_port(), free_port()
     while dns_port == http_port:
         dns_port = free_port()
@@ -163,6 +167,8 @@ def server_process(
             database=database or f"sqlite+aiosqlite:///{directory / 'state.db'}",
             server_extra=server_extra,
             limits=limits,
+            backends=", ".join(f'"{name}"' for name in backends),
+            tables=tables,
         )
     )
     setup = (
@@ -194,9 +200,7 @@ def server_process(
         assert proc.poll() is None, f"the server exited at start-up:\n{server.text()}"
         yield server
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        stop_by_pid(proc)  # SIGTERM first: `serve --workers` stops its workers
 
 
 def raise_own_descriptor_limit() -> int:

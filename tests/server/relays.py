@@ -30,7 +30,6 @@ SERVER_CONFIG = """
 [server]
 listen = "127.0.0.1:0"
 database = "sqlite+aiosqlite:///{db}"
-reload_interval = 0.2
 apply_deadline = 2.0
 retry_initial = 0.1
 retry_max = 0.5

@@ -8,14 +8,16 @@ import pytest
 from nicupdate_server import auth
 from nicupdate_server.auth import Authenticator, hash_password, token_digest
 from nicupdate_server.dyndns import Credentials
-from nicupdate_server.state import HostEntry, State, UserEntry
+from nicupdate_server.state import HostEntry, State, UserEntry, parse_digest
 
 
 @pytest.fixture
 def state() -> State:
     state = State()
     state.users["alice"] = UserEntry(1, "alice", hash_password("right-password"))
-    state.hosts["home.example.test"] = HostEntry(7, "home.example.test", 1, token_digest("tok"))
+    state.hosts["home.example.test"] = HostEntry(
+        7, "home.example.test", 1, parse_digest(token_digest("tok"))
+    )
     return state
 
 

@@ -32,7 +32,6 @@ CONFIG = """
 [server]
 listen = "127.0.0.1:{http_port}"
 database = "sqlite+aiosqlite:///{db}"
-reload_interval = 0.2
 apply_deadline = {deadline}
 retry_initial = 0.1
 retry_max = 0.5
@@ -370,7 +369,7 @@ def test_primary_down_then_up_loses_none_of_100_updates(tmp_path: Path, primary:
 
         answers = burst(server, [f"hostname={n}&myip=192.0.2.{i + 1}" for i, n in enumerate(names)])
         assert answers == ["911\n"] * 100
-        server.call(server.runtime.reload)  # what the server writes within 10 s anyway
+        server.call(server.runtime.rebuild)  # what the server writes within 10 s anyway
         listed = run_cli("--config", str(server.config_path), "host", "list").stdout
         row = next(line for line in listed.splitlines() if line.startswith(f"d7.{ZONE} "))
         # The answer the router got, what DNS lacks, and why.

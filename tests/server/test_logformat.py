@@ -26,7 +26,7 @@ def send_updates(server: ServerProcess, headers: dict[str, str] | None = None) -
     password in the query; returns the secrets that were sent."""
     token_line = server.cli("host", "token", HOME).stdout.splitlines()[0]
     token = token_line.rsplit(": ", 1)[1].strip()  # new host token for HOST: TOKEN
-    wait_for(lambda: "accounts and hosts reloaded" in server.text(), what="the new token")
+    wait_for(lambda: f"host {HOME}: new token" in server.text(), what="the new token")
     update = f"{server.url}/nic/update?hostname={HOME}&myip=203.0.113.7"
     with httpx.Client(timeout=10, headers=headers or {}) as http:
         first = http.get(f"{update}&username={ALICE[0]}&password={ALICE[1]}")

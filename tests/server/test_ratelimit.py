@@ -151,7 +151,7 @@ def test_a_client_that_ignores_its_cache_is_told_abuse_until_unblocked(
         0,
         f"host {HOME} unblocked: it may update again\n",
     )
-    watched.call(watched.runtime.reload)
+    watched.call(watched.runtime.feed.catch_up)
     assert watched.update(update, auth=ALICE).text == "nochg 203.0.113.7\n"  # counted afresh
     again = watched.cli("host", "unblock", HOME)
     assert again.stdout == f"host {HOME} was not blocked\n"

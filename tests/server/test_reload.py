@@ -213,7 +213,7 @@ def test_a_key_that_is_not_the_certificates_stops_start_up_with_one_line(
 def test_changes_a_removed_backend_lacks_are_applied_when_it_comes_back(tmp_path: Path) -> None:
     with running_bind(tmp_path / "bind") as bind, server_process(tmp_path) as server:
         alone = server.config.read_text()
-        both = alone.replace('backend = "builtin"', 'backends = ["builtin", "primary"]')
+        both = alone.replace('backends = ["builtin"]', 'backends = ["builtin", "primary"]')
         both += "\n" + bind.config_block("primary")
         assert reload(server, both).endswith("configuration reloaded")
         url = f"{server.url}/nic/update?hostname={HOME}&myip="

@@ -28,7 +28,7 @@ class BuiltinBackend:
     def current(self, fqdn: str, rtype: str) -> tuple[str, ...]:
         """What the DNS listener serves for ``fqdn`` now (the reconciler compares with it)."""
         zone = self.data.find_zone(fqdn)
-        return zone.records.get(fqdn, {}).get(rtype, ()) if zone is not None else ()
+        return zone.lookup(fqdn, rtype) if zone is not None else ()
 
     async def close(self) -> None:
         return None
