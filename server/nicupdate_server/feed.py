@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from . import changelog
 from .changelog import Entry
 from .store import describe_failure
+from .tasks import cancel
 
 log = logging.getLogger("nicupdate.feed")
 
@@ -82,11 +83,8 @@ class Feed:
         return self._task is not None and not self._task.done()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         await self._unlisten()
 
     def wake(self) -> None:

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from .backends import TransientBackendError, ZoneChange
 from .backends.builtin import BuiltinBackend
 from .changelog import Change, Kind, append
+from .tasks import cancel
 from .zonedata import AuthoritativeData
 
 log = logging.getLogger("nicupdate.served")
@@ -120,11 +121,8 @@ class Announcer:
         self._wake.set()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:
