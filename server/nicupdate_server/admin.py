@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .auth import hash_password, new_token, token_digest
-from .changelog import Change, Kind, append, new_origin
+from .changelog import Change, Kind, append, new_origin, take_order
 from .config import Config
 from .models import Host, Record, UpdateLog, User, Zone
 from .names import InvalidName, normalize_fqdn
@@ -105,6 +105,10 @@ class Admin:
         self._config = config
         self.origin = new_origin("cli")
 
+    async def _ordered(self, session: AsyncSession) -> None:
+        """Write after every other writer of the database, not beside it (PostgreSQL)."""
+        await take_order(await session.connection())
+
     async def _log(self, session: AsyncSession, *changes: Change) -> None:
         """Append ``changes`` to the change log; the last thing before the commit."""
         await session.flush()
@@ -132,6 +136,7 @@ class Admin:
         check_user_name(name)
         check_password(password)
         async with self._sessions.begin() as session:
+            await self._ordered(session)
             if await session.scalar(select(User.id).where(User.name == name)) is not None:
                 raise AdminError(f"user {name!r} already exists (change it with: user passwd)")
             now = datetime.now(UTC)
@@ -145,6 +150,7 @@ class Admin:
     async def set_password(self, name: str, password: str) -> None:
         check_password(password)
         async with self._sessions.begin() as session:
+            await self._ordered(session)
             user = await self._user(session, name)
             user.password_hash = hash_password(password)
             user.updated_at = datetime.now(UTC)
@@ -162,6 +168,7 @@ class Admin:
 
     async def remove_user(self, name: str, *, with_hosts: bool) -> int:
         async with self._sessions.begin() as session:
+            await self._ordered(session)
             user = await self._user(session, name)
             hosts = (await session.scalars(select(Host).where(Host.owner_id == user.id))).all()
             if hosts and not with_hosts:
@@ -187,6 +194,7 @@ class Admin:
             )
         token = new_token()
         async with self._sessions.begin() as session:
+            await self._ordered(session)
             user = await self._user(session, owner)
             if await session.scalar(select(Host.id).where(Host.fqdn == fqdn)) is not None:
                 raise AdminError(f"host {fqdn} already exists")
@@ -211,6 +219,7 @@ class Admin:
     async def rotate_token(self, fqdn_text: str) -> str:
         token = new_token()
         async with self._sessions.begin() as session:
+            await self._ordered(session)
             host = await self._host(session, fqdn_text)
             host.token_digest = token_digest(token)
             digest = {"token_digest": host.token_digest}
@@ -220,6 +229,7 @@ class Admin:
     async def unblock_host(self, fqdn_text: str) -> bool:
         """Let a host blocked for abuse update again; false if it was not blocked."""
         async with self._sessions.begin() as session:
+            await self._ordered(session)
             host = await self._host(session, fqdn_text)
             if host.blocked_at is None:
                 return False
@@ -238,6 +248,7 @@ class Admin:
 
     async def remove_host(self, fqdn_text: str) -> None:
         async with self._sessions.begin() as session:
+            await self._ordered(session)
             host = await self._host(session, fqdn_text)
             await self._log(session, *await self._remove_hosts(session, [host]))
 

@@ -6,8 +6,9 @@ confirmations) appends rows here in the same transaction as the change itself
 says what changed (``kind``), of what (``subject``: a host or user name) and its new
 value (JSON), and which process wrote it (``origin``). Rows are numbered in commit
 order: on SQLite by its one writer at a time, on PostgreSQL by a transaction-scoped
-advisory lock taken just before the insert and held until the commit, so no reader can
-see id 11 and later find a 10 committed after it.
+advisory lock (:func:`take_order`) that every writing transaction takes at its start and
+holds until its commit, so no reader can see id 11 and later find a 10 committed after
+it, and writers on several instances never interleave their rows.
 
 Readers tail it from their own position (:mod:`.feed` in every server process; the
 webhooks and ``GET /api/v1/changes`` outside): read the rows after the last id seen,
@@ -113,6 +114,16 @@ def _encode(value: Mapping[str, Any]) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
+async def take_order(conn: AsyncConnection) -> None:
+    """PostgreSQL: hold the order lock for the rest of ``conn``'s transaction, from its
+    start. Every transaction that appends takes it first, so that writers on several
+    processes run one at a time: a change computed from what a process holds in memory
+    is written whole after the one before it (never interleaved with it row by row),
+    and two writers never wait on each other's rows. SQLite has one writer anyway."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ORDER_LOCK})
+
+
 async def append(
     conn: AsyncConnection, changes: Iterable[Change], origin: str, at: datetime | None = None
 ) -> list[int]:
@@ -131,14 +142,12 @@ async def append(
     ]
     if not rows:
         return []
-    postgres = conn.dialect.name == "postgresql"
-    if postgres:
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ORDER_LOCK})
+    await take_order(conn)  # held already if taken first, as it should be
     result = await conn.execute(
         insert(_changes).returning(_changes.c.id, sort_by_parameter_order=True), rows
     )
     ids = [int(row_id) for row_id in result.scalars()]
-    if postgres:
+    if conn.dialect.name == "postgresql":
         await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
     return ids
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -31,7 +31,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import tables
-from .changelog import Change, Kind, append, records_value
+from .changelog import Change, Kind, append, records_value, take_order
 from .config import ZoneSettings
 from .dyndns import Code
 from .state import HostEntry, State
@@ -39,6 +39,7 @@ from .state import HostEntry, State
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 512
+RTYPES = ("A", "AAAA")
 # Refused changes kept for the history while the database refuses writes.
 MAX_UNRECORDED = 10_000
 NOT_STORED = "911: not stored (the database refused the write)"
@@ -226,6 +227,7 @@ class Writer:
         started = time.perf_counter()
         try:
             async with self._engine.begin() as conn:
+                await take_order(conn)
                 result = await work(conn)
                 if self.rider is not None and self.rider.due():
                     await self._ride(self.rider, conn)
@@ -329,6 +331,7 @@ class Writer:
             started = time.perf_counter()
             try:
                 async with self._engine.begin() as conn:
+                    await take_order(conn)
                     serials = await self._write(conn, writes, now)
                     if rider is not None:
                         rider = await self._ride(rider, conn)
@@ -415,6 +418,8 @@ class Writer:
                 .values(last_update_at=bindparam("at")),
                 [{"host": p.update.host.id, "at": now} for p in changed],
             )
+        if changed:
+            await _read_untouched(conn, changed)
         zones = sorted({p.update.zone.name for p in changed})
         return {zone: await bump_serial(conn, zone) for zone in zones}
 
@@ -445,6 +450,28 @@ class Writer:
             host.revision = plan.change_id
         for zone, serial in serials.items():
             self.state.set_serial(zone, serial)
+
+
+async def _read_untouched(conn: AsyncConnection, changed: list[_Planned]) -> None:
+    """Complete each change's record set with the families the batch did not write, as
+    the database has them: another process (a worker, an instance) may have changed them
+    since this one heard of it, and the change log's row must say what DNS should serve."""
+    touched: dict[int, set[str]] = defaultdict(set)
+    for plan in changed:
+        touched[plan.update.host.id].update(plan.new)
+    result = await conn.execute(
+        select(_records.c.host_id, _records.c.rtype, _records.c.address)
+        .where(_records.c.host_id.in_(sorted(touched)))
+        .order_by(_records.c.host_id, _records.c.rtype, _records.c.address)
+    )
+    stored: dict[int, dict[str, tuple[str, ...]]] = defaultdict(dict)
+    for host_id, rtype, address in result:
+        stored[host_id][rtype] = (*stored[host_id].get(rtype, ()), address)
+    for plan in changed:
+        host_id = plan.update.host.id
+        for rtype in RTYPES:
+            if rtype not in touched[host_id]:
+                plan.after[rtype] = stored[host_id].get(rtype, ())
 
 
 async def bump_serial(conn: AsyncConnection, zone: str, now: float | None = None) -> int:

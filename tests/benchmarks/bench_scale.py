@@ -31,7 +31,10 @@ memory per host). Then, for each host count N (default 10,000 and 100,000), on f
 
 Then, on a database with one host, it starts ``serve --workers 1`` and ``--workers 2``
 in turn and prints the ``nochg`` req/s of each (``wrk -t1 -c64``, 10 s; 5 s with
-``--quick``) and their ratio.
+``--quick``) and their ratio. Last, it starts PostgreSQL (Debian's, as the tests do) and
+three instances on it, and times 10 CLI ``host add`` until every instance answers for
+the host, and 10 updates through one instance until the two others answer ``nochg``
+for the new address (all polled every 5 ms).
 
 Load comes from ``wrk`` (``apt-get install wrk``). Timings are printed, never asserted:
 the exit status is non-zero only when something failed to run or answered wrongly.
@@ -286,12 +289,16 @@ def commit_time(database: Path, fqdn: str) -> float:
     return datetime.fromisoformat(row[0]).replace(tzinfo=UTC).timestamp()
 
 
-def wait_for_host(base: str, auth: str, fqdn: str, log: Path) -> tuple[float, float]:
+def wait_for_host(
+    base: str, auth: str, fqdn: str, log: Path, *, others: bool = False
+) -> tuple[float, float]:
     """Poll an update for ``fqdn`` every 5 ms until it answers ``good`` (``nohost`` until
     the server has the host): when (time.time()) the request that got it was sent (the
     server knew the host by then), and when its answer came (which adds the update's own
-    commit and DNS confirmation)."""
+    commit and DNS confirmation). ``others``: other processes update the host too, so
+    ``nochg`` counts as well."""
     url = f"{base}/nic/update?hostname={fqdn}&myip={NEW_ADDRESS}"
+    wanted = {f"good {NEW_ADDRESS}"} | ({f"nochg {NEW_ADDRESS}"} if others else set())
     deadline = time.monotonic() + CHANGE_TIMEOUT
     while time.monotonic() < deadline:
         sent = time.time()
@@ -300,7 +307,7 @@ def wait_for_host(base: str, auth: str, fqdn: str, log: Path) -> tuple[float, fl
         except OSError:
             status, body = 0, "nohost"  # the server was not reached: poll again
         answer = body.strip()
-        if status == 200 and answer == f"good {NEW_ADDRESS}":
+        if status == 200 and answer in wanted:
             return sent, time.time()
         if answer != "nohost":
             raise BenchError(f"an update for the new host {fqdn} answered {status} {answer!r}")
@@ -334,13 +341,14 @@ def prepare(count: int, work: Path) -> tuple[Path, str, float]:
 
 
 def start_server(
-    processes: Processes, config: Path, base: str, work: Path
+    processes: Processes, config: Path, base: str, work: Path, name: str = "nicupdate"
 ) -> tuple[subprocess.Popen[bytes], float, float]:
-    """Start the server: it, its start-up time (s) and its idle memory (MB)."""
+    """Start the server (``work``: where ``processes`` keeps the logs): it, its start-up
+    time (s) and its idle memory (MB)."""
     command = [sys.executable, "-m", "nicupdate_server", "--config", str(config), "serve"]
     started = time.monotonic()
-    server = processes.start("nicupdate", command)
-    wait_healthy(server, f"{base}/healthz", work / "nicupdate.log")
+    server = processes.start(name, command)
+    wait_healthy(server, f"{base}/healthz", work / f"{name}.log")
     startup_s = time.monotonic() - started
     time.sleep(SETTLE_SECONDS)
     return server, startup_s, rss_mb(server.pid)
@@ -459,6 +467,119 @@ def measure_workers(work: Path, seconds: int) -> list[WorkersResult]:
         finally:
             processes.stop_all()
     return results
+
+
+INSTANCES = 3
+INSTANCE_CHANGES = 10
+
+
+@dataclass
+class InstancesResult:
+    add_ms: list[float]  # CLI commit -> the last of the instances knew the new host
+    update_ms: list[float]  # good from instance 0 -> the last other instance says nochg
+
+
+def measure_instances(work: Path, changes: int) -> InstancesResult:
+    """Three instances on one PostgreSQL: how long a CLI `host add` and an update made
+    through one instance take to be answered by all of them (polled every 5 ms)."""
+    from tests.server.postgres import running_postgres
+
+    auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    result = InstancesResult([], [])
+    with running_postgres() as url:
+        processes = Processes(work)
+        try:
+            bases = []
+            for index in range(INSTANCES):
+                directory = work / f"instance{index}"
+                directory.mkdir()
+                config = directory / "nicupdate.toml"
+                http_port, dns_port = free_port(), free_port()
+                config.write_text(
+                    CONFIG.format(
+                        http_port=http_port,
+                        dns_port=dns_port,
+                        database="",
+                        zone=ZONE,
+                        metrics="false",
+                    ).replace('"sqlite+aiosqlite:///"', f'"{url}"')
+                )
+                if index == 0:
+                    cli(
+                        config,
+                        directory,
+                        "user",
+                        "add",
+                        USER,
+                        "--password-stdin",
+                        stdin=PASSWORD + "\n",
+                    )
+                base = f"http://127.0.0.1:{http_port}"
+                start_server(processes, config, base, work, name=f"instance{index}")
+                bases.append(base)
+            first = work / "instance0" / "nicupdate.toml"
+            for number in range(changes):
+                fqdn = f"multi{number:03d}.{ZONE}"
+                with concurrent.futures.ThreadPoolExecutor(INSTANCES) as pool:
+                    pollers = [
+                        pool.submit(
+                            wait_for_host, base, auth, fqdn, work / "instance0.log", others=True
+                        )
+                        for base in bases
+                    ]
+                    cli(first, work, "host", "add", fqdn, "--owner", USER)
+                    known = max(poller.result()[0] for poller in pollers)
+                committed = commit_time_postgres(url, fqdn)
+                result.add_ms.append(1000 * max(0.0, known - committed))
+                # A change through instance 0, then how soon the others say nochg for it.
+                address = f"198.51.100.{number + 1}"
+                query = f"/nic/update?hostname={fqdn}&myip={address}"
+                status, body = http_get(bases[0] + query, auth)
+                answered = time.time()
+                if body.strip() != f"good {address}":
+                    raise BenchError(f"instance 0 answered {status} {body!r}")
+                last = max(
+                    wait_for_answer(base + query, auth, f"nochg {address}") for base in bases[1:]
+                )
+                result.update_ms.append(1000 * max(0.0, last - answered))
+        finally:
+            processes.stop_all()
+    return result
+
+
+def commit_time_postgres(url: str, fqdn: str) -> float:
+    """When the CLI committed ``host add FQDN`` on PostgreSQL (its change-log row)."""
+    from tests.server.postgres import psql_value
+
+    text = psql_value(
+        url,
+        "SELECT extract(epoch FROM at) FROM changes "
+        f"WHERE kind = 'host.added' AND subject = '{fqdn}'",
+    )
+    return float(text)
+
+
+def wait_for_answer(url: str, auth: str, expected: str) -> float:
+    """Poll ``url`` every 5 ms until it answers ``expected``; when (time.time()) the
+    request that did was sent."""
+    deadline = time.monotonic() + CHANGE_TIMEOUT
+    while time.monotonic() < deadline:
+        sent = time.time()
+        _, body = http_get(url, auth)
+        if body.strip() == expected:
+            return sent
+        time.sleep(POLL_INTERVAL)
+    raise BenchError(f"{url} did not answer {expected!r} within {CHANGE_TIMEOUT:.0f} s")
+
+
+def report_instances(result: InstancesResult) -> None:
+    print()
+    print(f"{INSTANCES} instances on one PostgreSQL, {len(result.add_ms)} changes (5 ms polls):")
+    print(f"  CLI host add -> answered by every instance: {spread(result.add_ms)} ms (p50 / max)")
+    print(
+        f"  good through one instance -> nochg from every other: "
+        f"{spread(result.update_ms)} ms (p50 / max; target of issue 12: within 100 ms)"
+    )
 
 
 def report_workers(results: list[WorkersResult]) -> None:
@@ -622,6 +743,9 @@ def main(argv: list[str] | None = None) -> int:
             workers_dir.mkdir()
             seconds = QUICK_WORKER_SECONDS if args.quick else WORKER_SECONDS
             report_workers(measure_workers(workers_dir, seconds))
+            instances_dir = work / "instances"
+            instances_dir.mkdir()
+            report_instances(measure_instances(instances_dir, INSTANCE_CHANGES))
         except BenchError as exc:
             print(f"bench_scale: {exc}", file=sys.stderr)
             return 1

@@ -110,23 +110,19 @@ def running_postgres() -> Iterator[str]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def psql(url: str, sql: str) -> None:
-    """Run ``sql`` as the superuser on the server of ``url`` (a running_postgres URL)."""
+def _psql(url: str, *args: str) -> str:
+    """psql as the superuser on the server of ``url`` (a running_postgres URL)."""
     port = url.rsplit(":", 1)[1].split("/", 1)[0]
-    subprocess.run(
-        [
-            str(_binaries() / "psql"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            port,
-            "-U",
-            "postgres",
-            "-q",
-            "-c",
-            sql,
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    command = [str(_binaries() / "psql"), "-h", "127.0.0.1", "-p", port, "-U", "postgres"]
+    done = subprocess.run([*command, *args], check=True, capture_output=True, text=True, timeout=60)
+    return done.stdout
+
+
+def psql(url: str, sql: str) -> None:
+    """Run ``sql`` as the superuser on the server of ``url``."""
+    _psql(url, "-q", "-c", sql)
+
+
+def psql_value(url: str, sql: str) -> str:
+    """The one value ``sql`` selects, as text, in the database of ``url``."""
+    return _psql(url, "-d", url.rsplit("/", 1)[1], "-At", "-c", sql).strip()

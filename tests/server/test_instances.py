@@ -5,6 +5,7 @@ loses the database answers 911 until it has caught up."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import re
 import signal
@@ -190,3 +191,28 @@ def test_an_instance_that_loses_the_database_answers_911(cluster: Cluster) -> No
         )
     )
     assert dns_answer(cut_off, HOME, "A") == ["192.0.2.2"]
+
+
+def test_one_host_changed_on_two_instances_at_once(cluster: Cluster) -> None:
+    first, second = cluster.instances[0], cluster.instances[1]
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        for i in range(1, 9):
+            # Each instance changes one family of the same host at the same moment...
+            v4 = pool.submit(cluster.update, f"hostname={HOME}&myip=192.0.2.{i}", first.url)
+            v6 = pool.submit(cluster.update, f"hostname={HOME}&myip=2001:db8::{i}", second.url)
+            assert (v4.result(), v6.result()) == (f"good 192.0.2.{i}", f"good 2001:db8::{i}")
+            # ...or both the same address: one stores it, neither answers 911.
+            same = [
+                pool.submit(cluster.update, f"hostname={HOME}&myip=198.51.100.{i}", s.url)
+                for s in (first, second)
+            ]
+            assert {f.result() for f in same} <= {
+                f"good 198.51.100.{i}",
+                f"nochg 198.51.100.{i}",
+            }
+    # Every instance's DNS, and BIND, end with both families as last set.
+    for instance in cluster.instances:
+        assert eventually(lambda s=instance: dns_answer(s, HOME, "A") == ["198.51.100.8"])
+        assert eventually(lambda s=instance: dns_answer(s, HOME, "AAAA") == ["2001:db8::8"])
+    assert eventually(lambda: cluster.bind.query(HOME, "AAAA") == ["2001:db8::8"])
+    assert cluster.bind.query(HOME, "A") == ["198.51.100.8"]
