@@ -261,9 +261,9 @@ def add_alice_and_home(project: Project) -> None:
     assert f"host {HOME} added for alice" in project.exec(
         "nicupdate-server", "host", "add", HOME, "--owner", ALICE[0]
     )
-    # Both changes (revisions 1 and 2 of a new database) reach the running server.
-    reloaded = "accounts and hosts reloaded (revision 2)"
-    wait_until(lambda: reloaded in project.logs("nicupdate"), reloaded, project.all_logs)
+    # Both changes reach the running server, which logs each as it applies it.
+    applied = f"host {HOME} added (owner alice)"
+    wait_until(lambda: applied in project.logs("nicupdate"), applied, project.all_logs)
 
 
 def curl_update(project: Project, address: str) -> str:
