@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import changelog
 from .api import routes as api_routes
+from .api.changes import ChangesEndpoint
 from .app import MaskSecrets, create_app
 from .auth import Authenticator
 from .backends import Backend, create_backend
@@ -117,7 +118,13 @@ class Runtime:
             self.backends[name] = create_backend(name, table)
         self.reconciler = Reconciler(config, self.state, self.backends)
         self.origin = changelog.new_origin("serve")
-        self.writer = Writer(self.engine, self.state, self.reconciler.mark, origin=self.origin)
+        self.writer = Writer(
+            self.engine,
+            self.state,
+            self.reconciler.mark,
+            origin=self.origin,
+            shared=worker is not None or self.engine.dialect.name == "postgresql",
+        )
         self.recorder = Recorder(config, self.state, self.writer, self.reconciler)
         self.reconciler.on_confirmed = self.recorder.confirmed
         self.writer.rider = self.recorder  # changes' transactions carry the history too
@@ -329,7 +336,7 @@ class Runtime:
 
         async def prune(conn: AsyncConnection) -> int:
             behind = await changelog.slowest_reader(conn)
-            passed = min(self.feed.position, behind if behind is not None else self.feed.position)
+            passed = self.feed.position if behind is None else min(self.feed.position, behind)
             done = await changelog.prune(conn, passed + 1, CHANGES_KEEP, CHANGES_PRUNE_BATCH)
             newest = await changelog.newest(conn)
             return done + await changelog.prune(conn, newest, CHANGES_KEEP_MAX, CHANGES_PRUNE_BATCH)
@@ -443,13 +450,15 @@ def make_app(runtime: Runtime) -> ASGIApp:
         metrics=runtime.metrics,
         metrics_allow=metrics_allow(runtime),
         api=api_routes(
-            authenticator=runtime.authenticator,
-            engine=runtime.engine,
-            feed=runtime.feed,
-            events=runtime.webhooks.events,
-            state=runtime.state,
-            trusted_proxies=settings.trusted_proxies,
-            realm=settings.realm,
+            ChangesEndpoint(
+                runtime.authenticator,
+                runtime.engine,
+                runtime.feed,
+                runtime.webhooks.events,
+                runtime.state,
+                settings.trusted_proxies,
+                settings.realm,
+            )
         ),
     )
 

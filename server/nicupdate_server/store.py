@@ -157,6 +157,7 @@ class Writer:
         on_commit: Callable[[Iterable[str]], None] = lambda names: None,
         *,
         origin: str = "",
+        shared: bool = False,
     ) -> None:
         self._engine = engine
         self.state = state
@@ -164,6 +165,9 @@ class Writer:
         # and the id of the newest row it wrote.
         self.origin = origin
         self.last_change_id = 0
+        # Other processes may write records too (workers, PostgreSQL instances): the
+        # families a batch does not write are read back for its change-log rows.
+        self.shared = shared
         self._on_commit = on_commit
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -418,7 +422,7 @@ class Writer:
                 .values(last_update_at=bindparam("at")),
                 [{"host": p.update.host.id, "at": now} for p in changed],
             )
-        if changed:
+        if changed and self.shared:
             await _read_untouched(conn, changed)
         zones = sorted({p.update.zone.name for p in changed})
         return {zone: await bump_serial(conn, zone) for zone in zones}
