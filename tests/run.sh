@@ -24,7 +24,13 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 [ -x /usr/sbin/pdns_server ] || need+=(pdns-server)
 [ -e /usr/share/doc/pdns-backend-sqlite3/schema.sqlite3.sql ] || need+=(pdns-backend-sqlite3)
 command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
+# Real secondaries following a primary by NOTIFY and IXFR: Knot DNS and NSD (and BIND,
+# above) run the shipped deploy/secondaries examples (tests/server/secondaries.py).
+[ -x /usr/sbin/knotd ] || need+=(knot)
+[ -x /usr/sbin/nsd ] || need+=(nsd)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
+# dnsperf loads the built-in DNS, NSD and Knot alike (tests/benchmarks/bench_dns.py).
+command -v dnsperf >/dev/null 2>&1 || need+=(dnsperf)
 # Router-script clients that half-close their connection (the half-close tests), and
 # prlimit (util-linux) for the abuse benchmark's descriptor limit.
 command -v nc.openbsd >/dev/null 2>&1 || need+=(netcat-openbsd)
@@ -55,11 +61,11 @@ if ((${#need[@]})); then
   fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-  # bind9 and pdns-server start system daemons on port 53 when installed (nginx and caddy
-  # on 80 and 443, ddclient its updater, prometheus its server and node exporter on 9090
-  # and 9100, haproxy its default service); the tests run their own, so stop the ones
-  # just installed.
-  for daemon in named pdns nginx caddy ddclient prometheus prometheus-node-exporter haproxy; do
+  # bind9, pdns-server, knot and nsd start system daemons on port 53 when installed (nginx
+  # and caddy on 80 and 443, ddclient its updater, prometheus its server and node exporter
+  # on 9090 and 9100, haproxy its default service); the tests run their own, so stop the
+  # ones just installed.
+  for daemon in named pdns knot nsd nginx caddy ddclient prometheus prometheus-node-exporter haproxy; do
     if command -v service >/dev/null 2>&1; then service "$daemon" stop >/dev/null 2>&1 || true; fi
   done
 fi
@@ -82,3 +88,5 @@ echo "== benchmark: floods of guesses and idle connections (quick run)"
 .venv/bin/python tests/benchmarks/bench_abuse.py --quick
 echo "== benchmark: many hosts, admin changes, workers (quick run)"
 .venv/bin/python tests/benchmarks/bench_scale.py --quick
+echo "== benchmark: built-in DNS against NSD and Knot (quick run)"
+.venv/bin/python tests/benchmarks/bench_dns.py --quick

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .auth import hash_password, new_token, token_digest
-from .changelog import Change, Kind, append, new_origin, take_order
+from .changelog import Change, Kind, append, new_origin, records_value, take_order
 from .config import Config
 from .models import Host, Record, UpdateLog, User, Zone
 from .names import InvalidName, normalize_fqdn
@@ -255,18 +255,25 @@ class Admin:
     async def _remove_hosts(self, session: AsyncSession, hosts: Sequence[Host]) -> list[Change]:
         """Delete ``hosts``; their ``host.removed`` changes, with the zone serials."""
         touched: set[str] = set()
+        had: dict[int, dict[str, list[str]]] = {}  # the records each host takes along
         for host in hosts:
-            has_records = await session.scalar(
-                select(func.count()).select_from(Record).where(Record.host_id == host.id)
+            rows = await session.execute(
+                select(Record.rtype, Record.address)
+                .where(Record.host_id == host.id)
+                .order_by(Record.rtype, Record.address)
             )
+            for rtype, address in rows:
+                had.setdefault(host.id, {}).setdefault(rtype, []).append(address)
             zone = self._config.zone_for(host.fqdn)
-            if has_records and zone is not None:
+            if host.id in had and zone is not None:
                 touched.add(zone.name)
             await session.delete(host)
         serials: dict[str, int] = {}
+        before: dict[str, int] = {}
         for name in touched:  # the records vanish from DNS: the zone changes
             zone_row = await session.get(Zone, name)
             if zone_row is not None:
+                before[name] = zone_row.serial
                 zone_row.serial = serials[name] = next_serial(zone_row.serial)
         changes = []
         for host in hosts:
@@ -274,7 +281,13 @@ class Admin:
             owner = await session.get(User, host.owner_id)
             value: dict[str, object] = {"id": host.id, "owner": owner.name if owner else ""}
             if zone is not None and zone.name in serials:
-                value.update(zone=zone.name, serial=serials[zone.name])
+                previous = records_value(had.get(host.id, {}))
+                value.update(
+                    zone=zone.name,
+                    serial=serials[zone.name],
+                    since=before[zone.name],
+                    previous=previous,
+                )
             changes.append(Change(Kind.HOST_REMOVED, host.fqdn, value))
         return changes
 

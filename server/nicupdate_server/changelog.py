@@ -22,9 +22,11 @@ Kinds and their values (names normal form, addresses sorted as the server stores
 ``user.removed``   ``{"id"}`` (its hosts' ``host.removed`` come before)
 ``host.added``     ``{"id", "owner", "owner_id", "token_digest"}``
 ``host.token``     ``{"token_digest"}`` (a rotated token)
-``host.removed``   ``{"id", "owner", "zone", "serial"}`` (zone and serial: if it had records)
+``host.removed``   ``{"id", "owner", "zone", "serial", "since", "previous"}`` (all but
+                   the first two: if it had records; ``previous``: those records)
 ``host.blocked``   ``{}`` (answers ``abuse``); ``host.unblocked`` ``{}``
-``records``        ``{"records": {"A": [...]}, "previous": {...}, "zone", "serial"}``
+``records``        ``{"records": {"A": [...]}, "previous": {...}, "zone", "serial",
+                   "since"}``: ``since`` is the zone's serial before the commit (IXFR)
 ``applied``        ``{"backend", "records"}``: what a backend confirmed for the host
 ``backend.error``  ``{"backend", "message", "permanent"}``
 ``dns.served``     ``{"position"}``: a machine's DNS worker serves every change up to

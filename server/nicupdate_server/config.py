@@ -43,6 +43,12 @@ T = TypeVar("T")
 Parse = Callable[[Any], Any]
 
 
+# The SOA timers of a zone unless it sets its own (see ZoneSettings).
+SOA_REFRESH = 3600
+SOA_RETRY = 300
+SOA_EXPIRE = 1_209_600  # 14 days
+
+
 class ConfigError(Exception):
     """A configuration problem, phrased as one line that names the key."""
 
@@ -284,9 +290,82 @@ class ServerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimitSettings:
+    """Response rate limiting of UDP answers (``[dns.rate_limit]``, as BIND's ``rate-limit``).
+
+    Identical answers to one source network (an answer: the same name and type; a
+    nonexistent name: the same zone; an error: any) beyond the rate are dropped, and
+    every ``slip``-th of those is sent truncated instead (TC=1, so a real resolver
+    asks again over TCP, which is not limited). 0 turns a rate off."""
+
+    responses_per_second: int = _key(20, _number(0, 1_000_000, integer=True))
+    nodata_per_second: int | None = _key(None, _number(0, 1_000_000, integer=True))
+    nxdomains_per_second: int | None = _key(None, _number(0, 1_000_000, integer=True))
+    errors_per_second: int | None = _key(None, _number(0, 1_000_000, integer=True))
+    all_per_second: int = _key(0, _number(0, 1_000_000, integer=True))
+    window: int = _key(15, _number(1, 3600, integer=True))
+    slip: int = _key(2, _number(0, 10, integer=True))
+    ipv4_prefix_length: int = _key(24, _number(8, 32, integer=True))
+    ipv6_prefix_length: int = _key(56, _number(16, 128, integer=True))
+    exempt_clients: tuple[IPNetwork, ...] = _key((), _list_of(_network, "CIDRs"))
+    max_table_size: int = _key(20_000, _number(100, 10_000_000, integer=True))
+    log_only: bool = _key(False, _boolean)
+
+    def rate(self, kind: str) -> int:
+        """The rate of ``kind``: "responses", "nodata", "nxdomains" or "errors"."""
+        value: int | None = getattr(self, f"{kind}_per_second")
+        return self.responses_per_second if value is None else value
+
+
+def _endpoints(value: Any) -> tuple[str, ...]:
+    return _list_of(_endpoint(53), "addresses (IP or IP:PORT)")(value)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class TransferSettings:
+    """Secondaries of the builtin zones (``[dns.transfer]``): who may transfer them
+    (AXFR/IXFR, TSIG-signed), who is sent NOTIFY at each change, and an optional RFC 9432
+    catalog zone listing them (see docs/secondaries.md)."""
+
+    tsig_key_file: str = _key("", _string)  # tsig-keygen's output
+    tsig_secret_file: str = _key("", _string)  # or: the base64 secret alone, with
+    key_name: str = _key("", _string)  # ... the key's name
+    algorithm: str = _key("hmac-sha256", _string)  # ... and algorithm
+    allow: tuple[IPNetwork, ...] = _key((), _list_of(_network, "CIDRs"))
+    notify: tuple[str, ...] = _key((), _endpoints)
+    catalog: str = _key("", _fqdn)
+
+    def __post_init__(self) -> None:
+        if (self.allow or self.notify) and not (
+            self.tsig_key_file or (self.tsig_secret_file and self.key_name)
+        ):
+            raise ConfigError(
+                "dns.transfer: transfers are signed: give tsig_key_file (tsig-keygen's "
+                "output), or tsig_secret_file and key_name"
+            )
+        if self.tsig_secret_file and not self.key_name:
+            raise ConfigError("dns.transfer.key_name: missing (required with tsig_secret_file)")
+        if self.catalog and not self.allow:
+            raise ConfigError("dns.transfer.catalog: needs dns.transfer.allow (who transfers it)")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.allow or self.notify)
+
+
+@dataclass(frozen=True, slots=True)
 class DnsSettings:
     enabled: bool = _key(True, _boolean)
     listen: str = _key("127.0.0.1:5353", _endpoint(53))
+    # TCP connections the built-in DNS keeps open: in all, and from one address.
+    tcp_clients: int = _key(1024, _number(1, 65_536, integer=True))
+    tcp_per_source: int = _key(16, _number(1, 65_536, integer=True))
+    rate_limit: RateLimitSettings = _key(
+        RateLimitSettings(), lambda v: _build(RateLimitSettings, v, "dns.rate_limit")
+    )
+    transfer: TransferSettings = _key(
+        TransferSettings(), lambda v: _build(TransferSettings, v, "dns.transfer")
+    )
 
     @property
     def endpoint(self) -> tuple[str, int]:
@@ -372,6 +451,12 @@ class ZoneSettings:
     # Addresses served for the nameserver names that lie inside the zone (glue).
     nameserver_addresses: tuple[IPAddress, ...] = _key((), _list_of(_address, "IP addresses"))
     soa_rname: str = _key("", _rname)
+    # SOA timers for secondaries ([dns.transfer]): NOTIFY brings changes at once, so the
+    # refresh is only a safety net; expire is long, so that secondaries keep answering
+    # through a long outage of this server (RFC 1912 suggests 2-4 weeks).
+    soa_refresh: int = _key(SOA_REFRESH, _number(60, 2_419_200, integer=True))
+    soa_retry: int = _key(SOA_RETRY, _number(30, 2_419_200, integer=True))
+    soa_expire: int = _key(SOA_EXPIRE, _number(3600, 31_536_000, integer=True))
 
     def __post_init__(self) -> None:
         if not self.backends:

@@ -238,8 +238,31 @@ class ServerCollector:
             )
             counts = runtime.dns.rcodes
             for rcode in dict.fromkeys([*DNS_RCODES, *counts]):
-                replies.add_metric([dns.rcode.to_text(rcode)], counts.get(rcode, 0))
+                replies.add_metric(
+                    [dns.rcode.to_text(dns.rcode.Rcode(rcode))], counts.get(rcode, 0)
+                )
             yield replies
+            stats = runtime.dns.stats
+            limited = CounterMetricFamily(
+                "nicupdate_dns_rate_limited",
+                "UDP replies held back by response rate limiting ([dns.rate_limit]): dropped, "
+                "or sent truncated so that a real resolver asks again over TCP",
+                labels=["action"],
+            )
+            limited.add_metric(["dropped"], stats.get("rrl_dropped", 0))
+            limited.add_metric(["truncated"], stats.get("rrl_slipped", 0))
+            yield limited
+            yield CounterMetricFamily(
+                "nicupdate_dns_tcp_refused",
+                "TCP connections to the built-in DNS closed at once: over dns.tcp_clients "
+                "in all or dns.tcp_per_source from one address",
+                value=stats.get("tcp_refused", 0),
+            )
+            yield CounterMetricFamily(
+                "nicupdate_dns_process_restarts",
+                "Times the DNS process stopped and was started again",
+                value=runtime.dns.restarts,
+            )
 
     def _webhooks(self) -> Iterator[Metric]:
         attempts = CounterMetricFamily(

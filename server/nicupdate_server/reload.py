@@ -24,7 +24,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from .backends import Backend, BackendUnavailable, create_backend
 from .config import Config, ConfigError
 from .connections import connection_cap
-from .dnsserver import TCP_MAX_CLIENTS
 from .logformat import set_log_format
 from .store import ensure_zones
 
@@ -44,8 +43,9 @@ def _restart_only(old: Config, new: Config) -> list[str]:
         new.server.database_password_file,
     ):
         changed.append("server.database")
-    if old.dns != new.dns:
-        changed.append("dns")
+    for key in ("enabled", "listen"):  # the rest of [dns] takes effect at once
+        if getattr(old.dns, key) != getattr(new.dns, key):
+            changed.append(f"dns.{key}")
     for key in ("enabled", "listen"):  # metrics.allow takes effect at once
         if getattr(old.metrics, key) != getattr(new.metrics, key):
             changed.append(f"metrics.{key}")
@@ -75,6 +75,13 @@ async def reconfigure(runtime: Runtime, new: Config) -> None:
 
     old = runtime.config
     backends = _backends(runtime, new)
+    if new.dns.transfer.enabled and runtime.dns is not None:
+        from .dns.tsig import KeyFileError, transfer_key
+
+        try:
+            transfer_key(new.dns.transfer)  # the DNS process reads it again
+        except KeyFileError as exc:
+            raise ConfigError(f"dns.transfer: {exc}") from None
     runtime.tls.reload(new.server)  # checked before it replaces the running certificate
     for key in _restart_only(old, new):
         log.warning("%s changed: it takes effect when the server is restarted", key)
@@ -85,7 +92,7 @@ async def reconfigure(runtime: Runtime, new: Config) -> None:
     runtime.authenticator.configure(limits)
     runtime.summary.configure(limits.log_interval)
     runtime.recorder.history_days = new.server.history_days
-    reserved = RESERVED_DESCRIPTORS + (TCP_MAX_CLIENTS if runtime.dns is not None else 0)
+    reserved = RESERVED_DESCRIPTORS
     runtime.guard.configure(
         limits,
         connection_cap(limits.max_connections, runtime.descriptors, reserved),
@@ -105,6 +112,8 @@ async def reconfigure(runtime: Runtime, new: Config) -> None:
         or retries != (new.server.retry_initial, new.server.retry_max)
     ):
         await _restart_reconciler(runtime, new, backends)
+    if runtime.dns is not None and (old.zones != new.zones or old.dns != new.dns):
+        runtime.dns.reconfigure(new)  # the DNS process: its zones, rate limits, TCP caps
 
 
 async def _restart_reconciler(runtime: Runtime, new: Config, backends: dict[str, Backend]) -> None:

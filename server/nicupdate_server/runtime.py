@@ -44,12 +44,12 @@ from .connections import (
     protocol_class,
 )
 from .db import create_engine, ensure_schema
-from .dnsserver import TCP_MAX_CLIENTS, DnsServer
+from .dns.supervise import DnsStartError, SupervisedDns
 from .feed import Feed
 from .follow import Follower
 from .history import Recorder
 from .leases import Leases
-from .listeners import bind_error, bind_tcp, shown
+from .listeners import StartupError, bind_error, bind_tcp, shown
 from .logformat import log_to_stderr
 from .logsummary import LogSummary
 from .reconciler import Reconciler
@@ -110,9 +110,20 @@ class Runtime:
         self.state = State()
         self.dns_data = AuthoritativeData()
         self.served = ServedPosition()  # what worker 0's DNS serves (other workers)
+        # The built-in DNS runs in a process of its own (dns/): this process's `builtin`
+        # confirms a change once that process (or worker 0's) says it serves it.
+        self.dns: SupervisedDns | None = None
+        builtin_zones = any("builtin" in zone.backends for zone in config.zones)
+        if (worker is None or worker.serves_dns) and config.dns.enabled and builtin_zones:
+            self.dns = SupervisedDns(config, self.served)
         self.builtin: BuiltinBackend = BuiltinBackend(self.dns_data)
-        if worker is not None and not worker.serves_dns:
-            self.builtin = RemoteBuiltin(self.dns_data, self.served, self.known_position)
+        if self.dns is not None or (worker is not None and not worker.serves_dns):
+            self.builtin = RemoteBuiltin(
+                self.dns_data,
+                self.served,
+                self.known_position,
+                wake=self.dns.wake if self.dns is not None else None,
+            )
         self.backends: dict[str, Backend] = {"builtin": self.builtin}
         for name, table in config.backends.items():  # all of them, as check-config does
             self.backends[name] = create_backend(name, table)
@@ -164,9 +175,8 @@ class Runtime:
         # Jobs one process at a time does (reconciling a backend, delivering webhooks).
         self.leases = Leases(self.engine, self.url)
         self.webhooks = Webhooks(self.engine, self.leases, self.state, self.feed, config.webhooks)
-        self.dns: DnsServer | None = None
         self.descriptors = descriptor_limit()
-        reserved = RESERVED_DESCRIPTORS + (TCP_MAX_CLIENTS if config.dns.enabled else 0)
+        reserved = RESERVED_DESCRIPTORS
         limits = config.limits
         self.guard = ConnectionGuard(
             limits,
@@ -206,15 +216,24 @@ class Runtime:
             await self.recorder.load(conn)
         if self.metrics is not None and self.serves_dns:  # metrics.listen: worker 0's
             await self.metrics.start()  # a port in use stops us here, as for DNS
-        builtin_zones = [z for z in self.config.zones if "builtin" in z.backends]
-        if self.config.dns.enabled and builtin_zones and self.serves_dns:  # a port in use stops us
+        if self.dns is not None:  # a port in use stops us
+            transfer = self.config.dns.transfer
+            if transfer.enabled:  # its key is read here first, for a one-line error
+                from .dns.tsig import KeyFileError, transfer_key
+
+                try:
+                    transfer_key(transfer)
+                except KeyFileError as exc:
+                    raise StartupError(f"dns.transfer: {exc}") from None
             host, port = self.config.dns.endpoint
-            dns = DnsServer(self.dns_data, host, port)
             try:
-                await dns.start()
+                self.dns.bind()
             except OSError as exc:
                 raise bind_error("dns.listen", host, port, exc) from None
-            self.dns = dns
+            try:
+                await self.dns.start()
+            except DnsStartError as exc:
+                raise StartupError(str(exc)) from None
         self._started = True
         for backend in self.backends.values():
             await backend.start()

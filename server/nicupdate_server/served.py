@@ -72,21 +72,29 @@ class ServedPosition:
 
 
 class RemoteBuiltin(BuiltinBackend):
-    """``builtin`` in a worker that does not serve the DNS: applied to a copy of the data
-    once the DNS worker says it serves at least what this worker knew."""
+    """``builtin`` in a process whose DNS runs elsewhere (the DNS process, or worker 0's):
+    applied to a copy of the data once the DNS says it serves at least what this process
+    knew."""
 
     def __init__(
-        self, data: AuthoritativeData, served: ServedPosition, known: Callable[[], int]
+        self,
+        data: AuthoritativeData,
+        served: ServedPosition,
+        known: Callable[[], int],
+        wake: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(data)
         self._served = served
         self._known = known  # the newest change this worker knows (stored or read)
+        self._wake = wake  # tells the DNS process to read the change log now
 
     async def apply(self, change: ZoneChange) -> None:
         wanted = self._known()
+        if self._served.position < wanted and self._wake is not None:
+            self._wake()
         if not await self._served.reaches(wanted, SERVED_WAIT):
             raise TransientBackendError(
-                f"the built-in DNS (worker 0) does not serve change {wanted} yet "
+                f"the built-in DNS does not serve change {wanted} yet "
                 f"(it serves {self._served.position})"
             )
         await super().apply(change)

@@ -329,7 +329,7 @@ class Writer:
         plans = self._plan(batch)
         writes = [p for p in plans if p.new or p.update.refusal is not None]
         now = datetime.now(UTC)
-        serials: dict[str, int] = {}
+        serials: dict[str, tuple[int, int]] = {}  # zone -> its serial before, after
         if writes:
             rider = self.rider if self.rider is not None and self.rider.due() else None
             started = time.perf_counter()
@@ -359,7 +359,7 @@ class Writer:
                     rider.committed()
                 self.on_write(time.perf_counter() - started)
                 self._worked()
-        self._remember(plans, serials, now)
+        self._remember(plans, {zone: after for zone, (_, after) in serials.items()}, now)
         changed = [p.update.host.fqdn for p in plans if p.new and p.outcome is None]
         if changed:
             self._on_commit(changed)
@@ -385,8 +385,8 @@ class Writer:
         conn: AsyncConnection,
         writes: list[_Planned],
         now: datetime,
-    ) -> dict[str, int]:
-        """Write a batch; the new SOA serial of each zone it changed."""
+    ) -> dict[str, tuple[int, int]]:
+        """Write a batch; the SOA serial of each zone it changed, before and after."""
         # One statement per kind of write for the whole batch: each is one round trip.
         replaced = [
             {"host": plan.update.host.id, "type": rtype} for plan in writes for rtype in plan.new
@@ -478,11 +478,15 @@ async def _read_untouched(conn: AsyncConnection, changed: list[_Planned]) -> Non
                 plan.after[rtype] = stored[host_id].get(rtype, ())
 
 
-async def bump_serial(conn: AsyncConnection, zone: str, now: float | None = None) -> int:
+async def bump_serial(
+    conn: AsyncConnection, zone: str, now: float | None = None
+) -> tuple[int, int]:
     """Raise ``zone``'s SOA serial in the database (:func:`next_serial`, computed there:
-    processes sharing the database never give two changes one serial); the new one.
-    Zones are bumped in name order, so that two transactions never wait on each other."""
+    processes sharing the database never give two changes one serial); the serial it
+    had and the new one. Zones are bumped in name order, so that two transactions never
+    wait on each other. (The writers' order lock makes the two statements one step.)"""
     stamp = int(time.time() if now is None else now)
+    had = (await conn.execute(select(_zones.c.serial).where(_zones.c.name == zone))).scalar()
     raised = case((_zones.c.serial + 1 > stamp, _zones.c.serial + 1), else_=stamp)
     result = await conn.execute(
         update(_zones).where(_zones.c.name == zone).values(serial=raised).returning(_zones.c.serial)
@@ -491,11 +495,12 @@ async def bump_serial(conn: AsyncConnection, zone: str, now: float | None = None
     if serial is None:
         serial = next_serial(0, stamp)
         await conn.execute(insert(_zones).values(name=zone, serial=serial))
-    return int(serial)
+    return int(had or 0), int(serial)
 
 
-def _changes(writes: list[_Planned], serials: Mapping[str, int]) -> list[Change]:
-    """The change log's rows of a batch: each change's record set, in order."""
+def _changes(writes: list[_Planned], serials: Mapping[str, tuple[int, int]]) -> list[Change]:
+    """The change log's rows of a batch: each change's record set, in order, with the
+    zone's serial before the batch (``since``) and after it (IXFR reads them)."""
     return [
         Change(
             Kind.RECORDS,
@@ -504,7 +509,8 @@ def _changes(writes: list[_Planned], serials: Mapping[str, int]) -> list[Change]
                 "records": records_value(plan.after),
                 "previous": records_value({**plan.after, **plan.old}),
                 "zone": plan.update.zone.name,
-                "serial": serials[plan.update.zone.name],
+                "serial": serials[plan.update.zone.name][1],
+                "since": serials[plan.update.zone.name][0],
             },
         )
         for plan in writes

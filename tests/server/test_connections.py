@@ -354,6 +354,6 @@ def test_a_thousand_idle_connections_and_an_endless_head_do_not_shut_out_an_upda
         log = server.text()
         assert "431 Request Header Fields Too Large (headers) from 127.0.0.9" in log
         assert log.count("HTTP connections open, the limit") == 1  # logged once
-        assert "at most 704 HTTP connections: the file descriptor limit is 1024" in log
+        assert "at most 960 HTTP connections: the file descriptor limit is 1024" in log
         assert len(log.splitlines()) < 40  # summarised, not one line per connection
         assert "Traceback" not in log

@@ -82,7 +82,11 @@ def test_two_workers_listen_on_one_port_and_answer_alike(two_workers: ServerProc
     server = two_workers
     listeners = listening_pids(server.http_port)
     assert len(listeners) == 2 and server.proc.pid not in listeners  # two workers, not the parent
-    assert len(listening_pids(server.dns_port)) == 1  # one built-in DNS
+    # One built-in DNS: worker 0 binds the port and hands it to its DNS process.
+    dns_listeners = listening_pids(server.dns_port)
+    assert len(dns_listeners) == 2 and len(dns_listeners & listeners) == 1
+    (dns_process,) = dns_listeners - listeners
+    assert "nicupdate_server.dns" in Path(f"/proc/{dns_process}/cmdline").read_text()
     assert re.search(r"worker 0 of 2 \(pid \d+\): serving HTTP on \S+, DNS on", server.text())
     assert re.search(
         r"worker 1 of 2 \(pid \d+\): serving HTTP on \S+, no built-in DNS", server.text()
