@@ -210,6 +210,20 @@ def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
         except BackendUnavailable as exc:
             raise ConfigError(str(exc)) from None
     _check_database(config)
+    transfer = config.dns.transfer
+    if transfer.enabled:
+        from .dns.tsig import KeyFileError, transfer_key
+
+        try:
+            key = transfer_key(transfer)
+        except KeyFileError as exc:
+            raise ConfigError(f"dns.transfer: {exc}") from None
+        secondaries = f", transfers signed with key {key.name.to_text(omit_final_dot=True)}"
+        secondaries += f" to {', '.join(map(str, transfer.allow)) or 'nobody'}"
+        if transfer.notify:
+            secondaries += f", NOTIFY to {', '.join(transfer.notify)}"
+    else:
+        secondaries = ""
     zones = ", ".join(
         f"{z.name} (backend {' + '.join(z.backends)}, ttl {z.ttl})" for z in config.zones
     )
@@ -222,7 +236,7 @@ def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
         dns = shown(*config.dns.endpoint)
     print(
         f"configuration OK ({where}): HTTP {shown(*config.server.endpoint)}, "
-        f"DNS {dns}, zones: {zones}"
+        f"DNS {dns}{secondaries}, zones: {zones}"
     )
     for fqdn, reason in _run(_reserved_hosts(config)):
         print(

@@ -336,15 +336,13 @@ class TransferSettings:
     catalog: str = _key("", _fqdn)
 
     def __post_init__(self) -> None:
-        if (self.allow or self.notify) and not (
-            self.tsig_key_file or (self.tsig_secret_file and self.key_name)
-        ):
+        if self.tsig_secret_file and not self.key_name:
+            raise ConfigError("dns.transfer.key_name: missing (required with tsig_secret_file)")
+        if (self.allow or self.notify) and not (self.tsig_key_file or self.tsig_secret_file):
             raise ConfigError(
                 "dns.transfer: transfers are signed: give tsig_key_file (tsig-keygen's "
                 "output), or tsig_secret_file and key_name"
             )
-        if self.tsig_secret_file and not self.key_name:
-            raise ConfigError("dns.transfer.key_name: missing (required with tsig_secret_file)")
         if self.catalog and not self.allow:
             raise ConfigError("dns.transfer.catalog: needs dns.transfer.allow (who transfers it)")
 

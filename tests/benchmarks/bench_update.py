@@ -364,6 +364,13 @@ def rss_mb(pid: int) -> float:
     return float(psutil.Process(pid).memory_info().rss) / (1024 * 1024)
 
 
+def children_rss_mb(pid: int) -> float:
+    """The resident memory of the processes ``pid`` started (the DNS process)."""
+    import psutil
+
+    return sum(rss_mb(child.pid) for child in psutil.Process(pid).children(recursive=True))
+
+
 async def _add_hosts(config_path: Path) -> None:
     from nicupdate_server.admin import Admin
     from nicupdate_server.config import load_config
@@ -610,6 +617,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
         metrics_counts(targets[True].base)  # scraped, as Prometheus would, before anyone
         time.sleep(1.0)  # looks at the memory
         idle_mb = {metrics: rss_mb(server.pid) for metrics, server in servers.items()}
+        dns_mb = children_rss_mb(servers[True].pid)
         urls = {metrics: check_nochg(target, auth, "first") for metrics, target in targets.items()}
         nochg: dict[bool, WrkResult] = {}
         answered = 0  # nochg answers wrk got from the server with metrics
@@ -692,6 +700,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
         f"  (target < {TARGET_IDLE_MB:.0f} MB: {met(idle_mb[False] < TARGET_IDLE_MB)} / "
         f"{met(idle_mb[True] < TARGET_IDLE_MB)}; bare starlette idle {bare_idle_mb:.1f} MB)"
     )
+    print(f"{'RSS of its DNS process, idle':<{width}}{dns_mb:>6.1f} MB (not in the figures above)")
     print(f"{'RSS after load, metrics on':<{width}}{after_mb:>6.1f} MB")
     print(
         f"{'good answers checked':<{width}}{good.requests} answered, {bad} not 'good'"

@@ -613,3 +613,26 @@ def test_serve_with_an_empty_database_says_how_to_create_an_account(tmp_path: Pa
 
         assert eventually(up, timeout=15)
         assert server.stop() == 0
+
+
+def test_check_config_reads_the_transfer_key(tmp_path: Path) -> None:
+    """A key file that cannot be used is one line naming it; a good one is named."""
+    key = tmp_path / "xfr.key"
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[dns.transfer]\ntsig_key_file = "{key}"\nallow = ["192.0.2.2/32"]\n'
+        'notify = ["192.0.2.2"]\n'
+    )
+    done = run_cli("--config", str(config), "check-config", cwd=tmp_path)
+    assert (done.returncode, one_line(done.stderr)) == (
+        2,
+        f"nicupdate-server: config error: dns.transfer: {key}: no such file",
+    )
+    key.write_text('key "xfr-key" {\n\talgorithm hmac-sha257;\n\tsecret "c2VjcmV0";\n};\n')
+    done = run_cli("--config", str(config), "check-config", cwd=tmp_path)
+    assert done.returncode == 2 and "unknown algorithm 'hmac-sha257'" in done.stderr
+    assert "c2VjcmV0" not in done.stderr
+    key.write_text('key "xfr-key" {\n\talgorithm hmac-sha256;\n\tsecret "c2VjcmV0";\n};\n')
+    done = run_cli("--config", str(config), "check-config", cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert "transfers signed with key xfr-key to 192.0.2.2/32, NOTIFY to 192.0.2.2" in done.stdout

@@ -392,6 +392,32 @@ BAD_CONFIGS = {
     "bad zone name": ('[[zones]]\nname = "dyn..example.test"\n', "zones[0].name: "),
     "listen is a host name": ('[server]\nlisten = "localhost:8245"\n', "server.listen: "),
     "listen port out of range": ('[dns]\nlisten = "127.0.0.1:70000"\n', "dns.listen: "),
+    "rate limit below 0": (
+        "[dns.rate_limit]\nresponses_per_second = -1\n",
+        "dns.rate_limit.responses_per_second: ",
+    ),
+    "rate limit unknown key": ("[dns.rate_limit]\nrate = 5\n", "dns.rate_limit.rate: unknown key"),
+    "transfers without a key": (
+        '[dns.transfer]\nallow = ["192.0.2.2/32"]\n',
+        "dns.transfer: transfers are signed: give tsig_key_file",
+    ),
+    "secret file without a key name": (
+        '[dns.transfer]\ntsig_secret_file = "/k"\nnotify = ["192.0.2.2"]\n',
+        "dns.transfer.key_name: missing",
+    ),
+    "notify target not an address": (
+        '[dns.transfer]\ntsig_key_file = "/k"\nnotify = ["ns2.example.net"]\n',
+        "dns.transfer.notify: ",
+    ),
+    "catalog without allow": (
+        '[dns.transfer]\ntsig_key_file = "/k"\nnotify = ["192.0.2.2"]\n'
+        'catalog = "catalog.invalid"\n',
+        "dns.transfer.catalog: needs dns.transfer.allow",
+    ),
+    "soa expire too short": (
+        '[[zones]]\nname = "dyn.example.test"\nsoa_expire = 60\n',
+        "zones[0].soa_expire: ",
+    ),
     "bad CIDR": ('[server]\ntrusted_proxies = ["10.0.0.0/33"]\n', "server.trusted_proxies: "),
     "host bits set": (
         '[server]\ntrusted_proxies = ["192.0.2.10/24"]\n',

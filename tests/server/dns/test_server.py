@@ -28,6 +28,7 @@ from nicupdate_server.dns import server as dnsserver
 from nicupdate_server.dns.answer import answer
 from nicupdate_server.dns.control import bind
 from nicupdate_server.dns.server import DnsServer
+from nicupdate_server.dns.wire import FastPath
 from nicupdate_server.zonedata import (
     SOA_EXPIRE,
     SOA_REFRESH,
@@ -610,3 +611,17 @@ def test_answer_garbage_never_raises() -> None:
             assert len(reply) <= 1232
             assert reply[:2] == bytes(wire[:2])
             assert reply[2] & 0x80  # QR
+
+
+def test_soa_timers_are_the_zones() -> None:
+    data = AuthoritativeData()
+    settings = ZoneSettings(name=ZONE, soa_refresh=900, soa_retry=120, soa_expire=2_419_200)
+    data.add_zone(settings, serial=7)
+    fast = FastPath(data, lambda wire: answer(data, wire, max_size=None))
+    for name in (ZONE, f"nothing.{ZONE}"):
+        wire = query_wire(name, "SOA")
+        made = fast.reply(wire)
+        assert made is not None
+        for reply in (parse(made[0]), parse(answer(data, wire, max_size=65535))):
+            (soa,) = (reply.answer or reply.authority)[0]
+            assert (soa.serial, soa.refresh, soa.retry, soa.expire) == (7, 900, 120, 2_419_200)
