@@ -4,6 +4,7 @@ the server, and follows a reloaded configuration."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -82,7 +83,12 @@ def test_a_reloaded_configuration_reaches_the_dns_process(tmp_path: Path) -> Non
         from nicupdate_server.reload import reconfigure
 
         new = load_config(config)
-        server.call(lambda: reconfigure(server.runtime, new))
+        levels = {name: logging.getLogger(name).level for name in ("", "uvicorn.error")}
+        try:
+            server.call(lambda: reconfigure(server.runtime, new))
+        finally:  # the reload set this (test) process's log levels
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)
         assert eventually(
             lambda: server.dns_query("new.example.org", "SOA").rcode() == dns.rcode.NOERROR, 10
         )
