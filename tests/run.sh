@@ -90,3 +90,5 @@ echo "== benchmark: many hosts, admin changes, workers (quick run)"
 .venv/bin/python tests/benchmarks/bench_scale.py --quick
 echo "== benchmark: built-in DNS against NSD and Knot (quick run)"
 .venv/bin/python tests/benchmarks/bench_dns.py --quick
+echo "== benchmark: updates with a BIND secondary (quick run)"
+.venv/bin/python tests/benchmarks/bench_secondary.py --quick

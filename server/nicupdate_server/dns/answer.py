@@ -38,6 +38,7 @@ from dns.rdtypes.IN.A import A as _A_CLASS
 from dns.rdtypes.IN.AAAA import AAAA as _AAAA_CLASS
 
 from ..zonedata import AuthoritativeData, ZoneData
+from .records import tsig_error_reply
 
 _log = logging.getLogger(__name__)
 
@@ -205,6 +206,24 @@ def _render(response: dns.message.Message, limit: int, query_size: int | None) -
     return response.to_wire(max_size=limit)
 
 
+def _tsig_refusal(
+    wire: bytes, problem: Exception, keyring: Mapping[dns.name.Name, dns.tsig.Key] | None
+) -> bytes:
+    """NOTAUTH with the TSIG error (RFC 8945 §5.2): BADKEY, BADSIG or BADTIME."""
+    if isinstance(problem, dns.message.UnknownTSIGKey):
+        error = dns.rcode.BADKEY
+    elif isinstance(problem, dns.tsig.BadTime):
+        error = dns.rcode.BADTIME
+    else:
+        error = dns.rcode.BADSIG
+    try:
+        query = dns.message.from_wire(wire, keyring=False)
+        key = (keyring or {}).get(query.keyname) if query.keyname is not None else None
+        return tsig_error_reply(query, error, key)
+    except Exception:  # too broken to say more
+        return header_reply(wire, dns.rcode.NOTAUTH)
+
+
 def answer(
     data: AuthoritativeData,
     wire: bytes,
@@ -241,8 +260,8 @@ def respond(
         return header_reply(wire, dns.rcode.NOTIMP), dns.rcode.NOTIMP
     try:
         query = dns.message.from_wire(wire, keyring=dict(keyring or {}))
-    except (dns.message.UnknownTSIGKey, dns.tsig.BadSignature, dns.tsig.BadTime):
-        return header_reply(wire, dns.rcode.NOTAUTH), dns.rcode.NOTAUTH
+    except (dns.message.UnknownTSIGKey, dns.tsig.BadSignature, dns.tsig.BadTime) as exc:
+        return _tsig_refusal(wire, exc, keyring), dns.rcode.NOTAUTH
     except Exception as exc:  # dnspython raises many kinds on malformed input
         _log.debug("malformed DNS message: %r", exc)
         return header_reply(wire, dns.rcode.FORMERR), dns.rcode.FORMERR

@@ -3,11 +3,16 @@ at once instead of at their next refresh.
 
 :meth:`Notifier.changed` is called for every change applied (thousands a second under
 load) and costs a dictionary update. Per zone and target at most one NOTIFY is in
-flight; the changes that come meanwhile are coalesced into one follow-up, sent once the
-first is answered or given up, and only if it announces a newer serial than the first
-did (the SOA a NOTIFY carries is read when it is sent). An unanswered NOTIFY is sent
-again after 1, 2, 4, 8 and 16 s; then the target is given up on until the next change,
-with one log line per target when it starts failing and one when it answers again.
+flight, and they leave at most every :data:`INTERVAL` seconds: the first change of a
+burst is announced at once, the changes that come meanwhile are coalesced into one
+follow-up, sent once the first is answered and the interval has passed, and only if it
+announces a newer serial than the first did (the SOA a NOTIFY carries is read when it
+is sent). So a burst of changes costs each secondary a transfer or two a second, not
+one per change. An unanswered NOTIFY is sent again after 1, 2, 4, 8 and 16 s, unless a
+newer change comes meanwhile: then a fresh NOTIFY says that one (a secondary that was
+down is back the moment it answers it). After the last try the target is given up on
+until the next change, with one log line per target when it starts failing and one when
+it answers again.
 
 A NOTIFY looks like BIND's: opcode NOTIFY, AA, the zone's SOA as the question and the
 current SOA record in the answer section, signed with the key when there is one. A
@@ -41,6 +46,10 @@ from dns.rdtypes.ANY.SOA import SOA
 _log = logging.getLogger("nicupdate.dns.notify")
 
 RETRY_TIMEOUTS = (1.0, 2.0, 4.0, 8.0, 16.0)  # seconds to wait for each try's answer
+# Seconds between two NOTIFY of one zone to one target, at least: a busy zone's changes
+# reach a secondary within about this (and its transfer), in at most 1/INTERVAL
+# transfers a second, however many changes there are.
+INTERVAL = 0.1
 Target = tuple[str, int]  # (IP address, port)
 SoaSource = Callable[[str], dns.rrset.RRset | None]
 
@@ -51,6 +60,8 @@ class _Flight:
 
     task: asyncio.Task[None] | None = None
     wanted: int | None = None  # the newest serial changed() gave since the last send
+    newer: asyncio.Event = field(default_factory=asyncio.Event)  # set with `wanted`
+    sent_at: float = float("-inf")  # when the last NOTIFY left (the event loop's clock)
 
 
 @dataclass(slots=True)
@@ -108,6 +119,7 @@ class Notifier:
         soa: SoaSource | None = None,
         timeouts: Sequence[float] = RETRY_TIMEOUTS,
         source: str | None = None,
+        interval: float = INTERVAL,
     ) -> None:
         self.targets = tuple(dict.fromkeys(targets))
         # The address NOTIFY leaves from (secondaries accept it from their primary's
@@ -116,6 +128,7 @@ class Notifier:
         self.key = key
         self.soa = soa
         self.timeouts = tuple(timeouts)
+        self.interval = interval
         # For /metrics: NOTIFY messages sent (tries included), answered with NOERROR,
         # and given up on (no answer to any try, or an error answer).
         self.sent = 0
@@ -148,6 +161,7 @@ class Notifier:
             if flight is None:
                 flight = self._flights[(zone, target)] = _Flight()
             flight.wanted = serial
+            flight.newer.set()
             if flight.task is None:
                 flight.task = asyncio.create_task(
                     self._fly(zone, target, flight), name=f"notify {zone} {_label(target)}"
@@ -166,20 +180,27 @@ class Notifier:
 
     async def _fly(self, zone: str, target: Target, flight: _Flight) -> None:
         """NOTIFY until no newer change than the last one announced is waiting."""
+        loop = asyncio.get_running_loop()
         try:
             announced: int | None = None
             while flight.wanted is not None and (
                 announced is None or dns.serial.Serial(flight.wanted) > announced
             ):
+                wait = flight.sent_at + self.interval - loop.time()
+                if wait > 0:  # what comes meanwhile goes with the next one
+                    await asyncio.sleep(wait)
                 serial, flight.wanted = flight.wanted, None
-                announced = await self._notify(zone, target, serial)
+                flight.newer.clear()
+                flight.sent_at = loop.time()
+                announced = await self._notify(zone, target, serial, flight.newer)
         except Exception:
             _log.exception("NOTIFY of %s to %s failed", zone, _label(target))
         finally:
             flight.task = None
 
-    async def _notify(self, zone: str, target: Target, serial: int) -> int:
-        """One NOTIFY and its retries; the serial it announced."""
+    async def _notify(self, zone: str, target: Target, serial: int, newer: asyncio.Event) -> int:
+        """One NOTIFY and its retries (until ``newer`` is set: a fresh one says more);
+        the serial it announced."""
         message_id = secrets.randbelow(0x10000)
         while message_id in self._waiters:
             message_id = secrets.randbelow(0x10000)
@@ -187,15 +208,20 @@ class Notifier:
         wire = message.to_wire()  # signed once: each try sends the same bytes
         waiter = self._waiters[message_id] = _Waiter(target, message.mac or b"")
         endpoint = self._endpoints[_family(target[0])]
+        changed = asyncio.ensure_future(newer.wait())
         try:
             for timeout in self.timeouts:
                 assert endpoint.transport is not None
                 endpoint.transport.sendto(wire, target)
                 self.sent += 1
-                try:
-                    problem = await asyncio.wait_for(asyncio.shield(waiter.reply), timeout)
-                except TimeoutError:
+                await asyncio.wait(
+                    (waiter.reply, changed), timeout=timeout, return_when="FIRST_COMPLETED"
+                )
+                if not waiter.reply.done():
+                    if changed.done():
+                        return announced  # unanswered, and there is news: say that
                     continue
+                problem = waiter.reply.result()
                 if problem is None:
                     self.acknowledged += 1
                     if target in self._failing:
@@ -210,6 +236,7 @@ class Notifier:
             )
             return announced
         finally:
+            changed.cancel()
             del self._waiters[message_id]
 
     def _failed(self, target: Target, why: str) -> None:

@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 from collections.abc import Callable
 from typing import cast
 
+import dns.message
 import dns.name
+import dns.rcode
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
+import dns.tsig
 from dns.rdtypes.ANY.NS import NS as _NS
 from dns.rdtypes.ANY.PTR import PTR as _PTR
 from dns.rdtypes.ANY.SOA import SOA
@@ -130,3 +134,31 @@ def rdata_record(owner: bytes, ttl: int, rdata: dns.rdata.Rdata) -> bytes:
     data = rdata.to_wire()
     assert data is not None
     return owner + _TYPE_CLASS_TTL_LENGTH.pack(rdata.rdtype, rdata.rdclass, ttl, len(data)) + data
+
+
+def tsig_error_reply(query: dns.message.Message, error: int, key: dns.tsig.Key | None) -> bytes:
+    """NOTAUTH with a TSIG error (RFC 8945 §5.2): unsigned for BADKEY and BADSIG,
+    signed for BADTIME (with our time in Other Data, so the client can tell the skew)."""
+    response = dns.message.make_response(query, our_payload=1232)
+    response.set_rcode(dns.rcode.NOTAUTH)
+    assert query.tsig is not None
+    theirs = query.tsig[0]
+    now = int(time.time())
+    if error == dns.rcode.BADTIME and key is not None:
+        response.use_tsig(
+            key, tsig_error=error, other_data=now.to_bytes(6, "big"), original_id=query.id
+        )
+        response.request_mac = theirs.mac
+    else:
+        rdata = make_rdata(
+            dns.rdatatype.TSIG,
+            theirs.algorithm,
+            now,
+            theirs.fudge,
+            b"",
+            query.id,
+            error,
+            b"",
+        )
+        response.tsig = dns.rrset.from_rdata(query.tsig.name, 0, rdata)
+    return bytes(response.to_wire())

@@ -31,7 +31,7 @@ from .catalog import CatalogZone
 from .journal import Diff, zone_diffs
 from .notify import Notifier
 from .server import DnsServer
-from .transfer import Transfers
+from .transfer import REFUSED_KIND, Transfers
 from .tsig import transfer_key
 
 log = logging.getLogger("nicupdate.dns")
@@ -76,6 +76,7 @@ class Secondaries:
     async def start(self, server: DnsServer, zones: Iterable[str]) -> None:
         server.keyring = {self.key.name: self.key}
         server.transfer = self.respond
+        server.tsig_refused = self.tsig_refused
         if self.catalog is not None:
             server.others = {self.catalog.name: self.catalog.soa}
             server.fast.others = {self.catalog.name}
@@ -85,6 +86,7 @@ class Secondaries:
     async def close(self, server: DnsServer) -> None:
         server.keyring = {}
         server.transfer = None
+        server.tsig_refused = None
         server.others = {}
         server.fast.others = ()
         await self.notifier.close()
@@ -107,6 +109,21 @@ class Secondaries:
         if self.catalog is not None:
             self.notifier.changed(self.catalog.name, self.catalog.serial)
 
+    def tsig_refused(self, wire: bytes, source: str) -> None:
+        """A signed query (a secondary's SOA check) whose key or signature is wrong."""
+        try:
+            query = dns.message.from_wire(wire, keyring=False)
+            zone = query.question[0].name.to_text(omit_final_dot=True).lower()
+            key = query.keyname.to_text(omit_final_dot=True) if query.keyname else "?"
+        except Exception:
+            zone, key = "?", "?"
+        self.summary.note(
+            REFUSED_KIND,
+            source,
+            f"{zone}: query signed with TSIG key {key}: unknown key, bad signature or clock",
+            logging.WARNING,
+        )
+
     async def _journal(self, zone: str, since: int, upto: int) -> list[Diff] | None:
         async with self._engine.connect() as conn:
             return await zone_diffs(conn, zone, since, upto, max_rows=JOURNAL_ROWS)
@@ -121,7 +138,8 @@ class Secondaries:
             return
         replies = self.transfers.respond(query, source, tcp)
         async with self._feed.locked():
-            first = await anext(replies, None)
+            pass  # the feed is between two reads of the log (never half through a commit)
+        first = await anext(replies, None)  # the snapshot, before anything else runs
         if first is None:
             return
         yield first

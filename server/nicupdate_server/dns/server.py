@@ -72,6 +72,8 @@ class DnsServer:
         self.keyring: dict[dns.name.Name, dns.tsig.Key] = {}
         self.others: Others = {}
         self.transfer: Transfer | None = None
+        # Told of each query refused for its TSIG signature: (query, source address).
+        self.tsig_refused: Callable[[bytes, str], None] | None = None
         self._tcp: asyncio.Server | None = None
         self._clients: dict[asyncio.StreamWriter, asyncio.Task[Any]] = {}
         self._per_source: Counter[str] = Counter()
@@ -82,10 +84,15 @@ class DnsServer:
         self.rcodes: Counter[int] = Counter()
         self.tcp_refused = 0
 
-    def _reference(self, wire: bytes, max_size: int | None) -> tuple[bytes, dns.rcode.Rcode] | None:
-        return respond(
+    def _reference(
+        self, wire: bytes, max_size: int | None, source: str = ""
+    ) -> tuple[bytes, dns.rcode.Rcode] | None:
+        replied = respond(
             self._data, wire, max_size=max_size, keyring=self.keyring, others=self.others
         )
+        if replied is not None and replied[1] == dns.rcode.NOTAUTH and self.tsig_refused:
+            self.tsig_refused(wire, source)
+        return replied
 
     def _reference_udp(self, wire: bytes) -> bytes | None:
         replied = self._reference(wire, None)
@@ -147,7 +154,7 @@ class DnsServer:
                     self._udp_transfer(wire, source)
                     continue
                 else:
-                    replied = self._reference(wire, None)
+                    replied = self._reference(wire, None, str(source[0]))
                     if replied is None:
                         continue
                     reply = replied[0]
@@ -231,7 +238,7 @@ class DnsServer:
                     async with asyncio.timeout(TCP_IDLE_TIMEOUT):
                         await writer.drain()
                 continue
-            replied = self._reference(wire, TCP_MAX)
+            replied = self._reference(wire, TCP_MAX, source)
             if replied is None:
                 return  # a response or a fragment: the stream is not DNS queries
             reply, rcode = replied

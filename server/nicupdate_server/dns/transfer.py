@@ -64,6 +64,7 @@ from .records import (
     rdata_record,
     soa_rdata,
     soa_rrset,
+    tsig_error_reply,
     with_serial,
 )
 
@@ -209,34 +210,6 @@ def _simple(query: dns.message.Message, rcode: dns.rcode.Rcode) -> bytes:
     """An error reply, signed when ``query`` was validly signed."""
     response = dns.message.make_response(query, our_payload=EDNS_PAYLOAD)
     response.set_rcode(rcode)
-    return bytes(response.to_wire())
-
-
-def _tsig_error(query: dns.message.Message, error: int, key: dns.tsig.Key | None) -> bytes:
-    """NOTAUTH with a TSIG error (RFC 8945 §5.2): unsigned for BADKEY and BADSIG,
-    signed for BADTIME (with our time in Other Data, so the client can tell the skew)."""
-    response = dns.message.make_response(query, our_payload=EDNS_PAYLOAD)
-    response.set_rcode(dns.rcode.NOTAUTH)
-    assert query.tsig is not None
-    theirs = query.tsig[0]
-    now = int(time.time())
-    if error == dns.rcode.BADTIME and key is not None:
-        response.use_tsig(
-            key, tsig_error=error, other_data=now.to_bytes(6, "big"), original_id=query.id
-        )
-        response.request_mac = theirs.mac
-    else:
-        rdata = make_rdata(
-            dns.rdatatype.TSIG,
-            theirs.algorithm,
-            now,
-            theirs.fudge,
-            b"",
-            query.id,
-            error,
-            b"",
-        )
-        response.tsig = dns.rrset.from_rdata(query.tsig.name, 0, rdata)
     return bytes(response.to_wire())
 
 
@@ -387,21 +360,21 @@ class Transfers:
                 raise _Refusal(_simple(query, dns.rcode.REFUSED))
             return query, ours
         if query.wire is None:
-            raise _Refusal(_tsig_error(query, dns.rcode.BADSIG, None))
+            raise _Refusal(tsig_error_reply(query, dns.rcode.BADSIG, None))
         try:
             checked = dns.message.from_wire(query.wire, keyring=self.keyring)
         except dns.message.UnknownTSIGKey:
             self._refuse(source, zone, f"unknown TSIG key {shown}")
-            raise _Refusal(_tsig_error(query, dns.rcode.BADKEY, None)) from None
+            raise _Refusal(tsig_error_reply(query, dns.rcode.BADKEY, None)) from None
         except (dns.tsig.BadAlgorithm, dns.tsig.BadKey):
             self._refuse(source, zone, f"TSIG key {shown} with another algorithm")
-            raise _Refusal(_tsig_error(query, dns.rcode.BADKEY, None)) from None
+            raise _Refusal(tsig_error_reply(query, dns.rcode.BADKEY, None)) from None
         except dns.tsig.BadTime:
             self._refuse(source, zone, f"TSIG time outside {FUDGE} s (key {shown})")
-            raise _Refusal(_tsig_error(query, dns.rcode.BADTIME, ours)) from None
+            raise _Refusal(tsig_error_reply(query, dns.rcode.BADTIME, ours)) from None
         except dns.tsig.BadSignature:
             self._refuse(source, zone, f"bad TSIG signature (key {shown})")
-            raise _Refusal(_tsig_error(query, dns.rcode.BADSIG, None)) from None
+            raise _Refusal(tsig_error_reply(query, dns.rcode.BADSIG, None)) from None
         except dns.exception.DNSException:
             raise _Refusal(_simple(query, dns.rcode.FORMERR)) from None
         return checked, ours
