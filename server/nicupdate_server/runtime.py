@@ -204,6 +204,8 @@ class Runtime:
         return self.worker is None or self.worker.serves_dns
 
     async def start(self) -> None:
+        if self.dns is not None:  # a port in use stops us; it loads while we do
+            await self._spawn_dns(self.dns)
         await ensure_schema(self.engine, self.url)
         async with self.engine.begin() as conn:
             await ensure_zones(conn, list(self.config.zones))
@@ -216,20 +218,7 @@ class Runtime:
             await self.recorder.load(conn)
         if self.metrics is not None and self.serves_dns:  # metrics.listen: worker 0's
             await self.metrics.start()  # a port in use stops us here, as for DNS
-        if self.dns is not None:  # a port in use stops us
-            transfer = self.config.dns.transfer
-            if transfer.enabled:  # its key is read here first, for a one-line error
-                from .dns.tsig import KeyFileError, transfer_key
-
-                try:
-                    transfer_key(transfer)
-                except KeyFileError as exc:
-                    raise StartupError(f"dns.transfer: {exc}") from None
-            host, port = self.config.dns.endpoint
-            try:
-                self.dns.bind()
-            except OSError as exc:
-                raise bind_error("dns.listen", host, port, exc) from None
+        if self.dns is not None:
             try:
                 await self.dns.start()
             except DnsStartError as exc:
@@ -276,6 +265,22 @@ class Runtime:
             )
         self._tasks.append(asyncio.create_task(self._watch(), name="nicupdate-watch"))
         self._tasks.append(asyncio.create_task(self._claim(), name="nicupdate-leases"))
+
+    async def _spawn_dns(self, dns: SupervisedDns) -> None:
+        transfer = self.config.dns.transfer
+        if transfer.enabled:  # its key is read here first, for a one-line error
+            from .dns.tsig import KeyFileError, transfer_key
+
+            try:
+                transfer_key(transfer)
+            except KeyFileError as exc:
+                raise StartupError(f"dns.transfer: {exc}") from None
+        host, port = self.config.dns.endpoint
+        try:
+            dns.bind()
+        except OSError as exc:
+            raise bind_error("dns.listen", host, port, exc) from None
+        await dns.spawn()
 
     def _adopt(self, loaded: State) -> None:
         """Make ``loaded`` the current state (in place: the service holds this object)."""

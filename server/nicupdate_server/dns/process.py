@@ -164,7 +164,10 @@ class DnsProcess:
 async def _main(control_fd: int, udp_fd: int, tcp_fd: int) -> None:
     control = socket.socket(fileno=control_fd)
     reader, writer = await asyncio.open_unix_connection(sock=control)
-    first = await read_message(reader)
+    try:
+        first = await read_message(reader)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return  # the server stopped before it was ready
     config: Config = first["config"]
     log_to_stderr(config.server.log_format)
     logging.getLogger().setLevel(config.server.log_level.upper())

@@ -48,6 +48,7 @@ class SupervisedDns:
         self._tcp: socket.socket | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._reader: asyncio.StreamReader | None = None  # spawned, not yet started
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._wake_pending = False
@@ -67,11 +68,21 @@ class SupervisedDns:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    async def start(self) -> None:
-        """Start the process and wait until it serves (raises :class:`DnsStartError`)."""
+    async def spawn(self) -> None:
+        """Start the process (binding the port first, if not yet): it loads its modules
+        while the server loads its state, and waits for :meth:`start`."""
         if self._udp is None:
             self.bind()
-        reader = await self._spawn()
+        self._reader = await self._spawn()
+
+    async def start(self) -> None:
+        """Give the process its configuration and wait until it serves (raises
+        :class:`DnsStartError`)."""
+        if self._reader is None:
+            await self.spawn()
+        reader, self._reader = self._reader, None
+        assert reader is not None and self._writer is not None
+        self._writer.write(encode({"config": self.config}))
         try:
             async with asyncio.timeout(READY_TIMEOUT):
                 while True:
@@ -95,7 +106,6 @@ class SupervisedDns:
         finally:
             theirs.close()
         reader, self._writer = await asyncio.open_unix_connection(sock=ours)
-        self._writer.write(encode({"config": self.config}))
         return reader
 
     def _received(self, message: dict[str, Any]) -> None:
@@ -140,6 +150,7 @@ class SupervisedDns:
             self.restarts += 1
             try:
                 reader = await self._spawn()
+                self._send({"config": self.config})
             except OSError as exc:
                 log.error("the DNS process could not be started: %s", exc)
                 reader = asyncio.StreamReader()
