@@ -84,6 +84,8 @@ if TYPE_CHECKING:
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from nicupdate_server.config import SOA_EXPIRE, SOA_REFRESH, SOA_RETRY
+
 from tests.benchmarks.bench_update import (
     HOSTS,
     PASSWORD,
@@ -109,7 +111,12 @@ NS_NAME = f"ns.{ZONE}"
 NS_ADDRESS = "192.0.2.53"
 RNAME = f"hostmaster.{ZONE}"
 TTL = 60
-SOA_TIMERS = (3600, 600, 86400, TTL)  # refresh, retry, expire, minimum: nicupdate's
+SOA_TIMERS = (
+    SOA_REFRESH,
+    SOA_RETRY,
+    SOA_EXPIRE,
+    TTL,
+)  # refresh, retry, expire, minimum: nicupdate's
 NOCHG_INDEX = 1  # the host of the isolation phase (no AAAA)
 RRL_INDEX = 2  # the host of the RRL phase
 
