@@ -51,7 +51,6 @@ class SupervisedDns:
         self._reader: asyncio.StreamReader | None = None  # spawned, not yet started
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self._wake_pending = False
         self.port = 0
         self.restarts = 0
         # What the process last reported (read by /metrics).

@@ -5,7 +5,6 @@ and the problem in one line, and never show the secret; keys that sign."""
 from __future__ import annotations
 
 import base64
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -45,7 +44,6 @@ def test_tsig_keygen_output(tmp_path: Path) -> None:
     assert signs_and_verifies(key)
 
 
-@pytest.mark.skipif(shutil.which("tsig-keygen") is None, reason="BIND's tsig-keygen is missing")
 def test_a_file_the_real_tsig_keygen_wrote(tmp_path: Path) -> None:
     made = subprocess.run(
         ["tsig-keygen", "-a", "hmac-sha512", "made-key"], capture_output=True, text=True, check=True
