@@ -225,8 +225,8 @@ class PasswordChecks:
             self._running -= 1
             self._cost = 0.8 * self._cost + 0.2 * (time.perf_counter() - started)
             if not job.future.done():
-                if outcome.cancelled():
-                    job.future.cancel()
+                if outcome.cancelled():  # not by us: answer as a refused check would be
+                    job.future.set_exception(ChecksBusy(1.0, "the server is shutting down"))
                 elif (error := outcome.exception()) is not None:
                     job.future.set_exception(error)
                 else:
@@ -239,7 +239,8 @@ class PasswordChecks:
         done.add_done_callback(finished)
 
     def close(self) -> None:
-        """Refuse every waiting check (the server is stopping); running ones finish."""
+        """Refuse every waiting check (the server is stopping); running ones finish,
+        including those handed to the pool whose thread has not picked them up yet."""
         self._closed = True
         for queue in self._waiting.values():
             for job in queue:
@@ -248,4 +249,4 @@ class PasswordChecks:
         self._waiting.clear()
         self._pending = 0
         with contextlib.suppress(RuntimeError):
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor.shutdown(wait=False)

@@ -162,6 +162,26 @@ def test_closing_refuses_the_waiting_checks() -> None:
     assert isinstance(asyncio.run(scenario()), ChecksBusy)
 
 
+def test_closing_lets_a_check_handed_to_a_thread_finish() -> None:
+    """A check past the queue whose thread has not picked it up yet when the server
+    stops still gets its verdict (it used to be cancelled, and its request died with
+    a traceback)."""
+
+    async def scenario() -> object:
+        queue = PasswordChecks(workers=1, max_pending=10, max_per_source=5)
+        busy = threading.Event()
+        # The pool's one thread is still busy when the check is handed over, as when a
+        # thread has just finished but not yet taken the next item.
+        queue._executor.submit(busy.wait, 30)
+        check = asyncio.ensure_future(queue.run("a", lambda: True, never))
+        await started(queue, 1)
+        queue.close()
+        busy.set()
+        return await asyncio.wait_for(check, 30)
+
+    assert asyncio.run(scenario()) is True
+
+
 # -- against the real server -----------------------------------------------------------
 
 
