@@ -54,6 +54,14 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
 # A real load balancer in front of several instances on one PostgreSQL (test_instances.py).
 [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+# Let's Encrypt's test CA and an ACME client: a wildcard certificate through the
+# acme-dns API (tests/server/test_acme.py, tests/server/acme_ca.py).
+command -v pebble >/dev/null 2>&1 || need+=(pebble)
+command -v lego >/dev/null 2>&1 || need+=(lego)
+# certbot with its rfc2136 plugin, as Debian ships them: a wildcard certificate through
+# DNS UPDATE messages to the DNS port (tests/server/rfc2136in/test_acme_clients.py).
+[ -x /usr/bin/certbot ] || need+=(certbot)
+[ -d /usr/lib/python3/dist-packages/certbot_dns_rfc2136 ] || need+=(python3-certbot-dns-rfc2136)
 if ((${#need[@]})); then
   if [ "$(id -u)" -ne 0 ]; then
     echo "tests/run.sh: missing ${need[*]}: run as root or 'sudo apt-get install ${need[*]}'" >&2

@@ -71,3 +71,33 @@ def parse_host_address(text: str) -> IPAddress | None:
     if "%" in text:  # a zone index (fe80::1%eth0) is never a DNS address
         raise ValueError(f"{text!r} has a zone index")
     return ipaddress.ip_address(text)
+
+
+def parse_prefix(text: str) -> ipaddress.IPv6Network | None:
+    """The IPv6 prefix an address item delegates (FRITZ!Box's ``<ip6lanprefix>``,
+    ``2001:db8:1:2::/64``); ``None`` for an item that is not one."""
+    text = text.strip()
+    if "/" not in text:
+        return None
+    try:
+        interface = ipaddress.ip_interface(text)
+    except ValueError:
+        return None
+    network = interface.network
+    if (
+        isinstance(network, ipaddress.IPv6Network)
+        and network.prefixlen < network.max_prefixlen
+        and interface.ip == network.network_address
+    ):
+        return network
+    return None
+
+
+def in_prefix(prefix: str, interface_id: str, length: int) -> ipaddress.IPv6Address:
+    """The address of a machine behind a router: the first ``length`` bits of ``prefix``
+    (at most its own length), the rest from ``interface_id`` (``::1234:5678:9abc:def0``).
+    A /56 delegated with ``length`` 64 leaves the subnet's bits to the interface id."""
+    network = ipaddress.IPv6Network(prefix)
+    iid = int(ipaddress.IPv6Address(interface_id))
+    host_bits = (1 << (128 - min(length, network.prefixlen))) - 1
+    return ipaddress.IPv6Address((int(network.network_address) & ~host_bits) | (iid & host_bits))

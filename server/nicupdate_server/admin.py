@@ -7,20 +7,24 @@ SQLite within ``server.poll_interval``).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from .addresses import in_prefix
 from .auth import hash_password, new_token, token_digest
 from .changelog import Change, Kind, append, new_origin, records_value, take_order
 from .config import Config
+from .hostrecords import derived_host, describe_key, expand
 from .models import Host, Record, UpdateLog, User, Zone
 from .names import InvalidName, normalize_fqdn
-from .store import next_serial
+from .store import next_serial, records_row
 from .tables import applied, sync_errors
 
 _USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
@@ -29,6 +33,25 @@ MIN_PASSWORD = 8
 
 class AdminError(Exception):
     """A request the CLI refuses; the message says why and what to do."""
+
+
+def check_interface_id(text: str, prefix_length: int) -> str:
+    """An interface id as given (``::1234:5678:9abc:def0``), checked against the prefix
+    length it completes; in its short form."""
+    if not 1 <= prefix_length <= 127:
+        raise AdminError(f"--prefix-length {prefix_length}: between 1 and 127 (usually 64)")
+    try:
+        iid = ipaddress.IPv6Address(text.strip())
+    except ValueError:
+        raise AdminError(
+            f"--interface-id {text[:60]!r} is not an IPv6 interface id (like ::1234:5678:9abc:def0)"
+        ) from None
+    if not int(iid) & ((1 << (128 - prefix_length)) - 1):
+        raise AdminError(
+            f"--interface-id {iid}: its last {128 - prefix_length} bits are all zero, "
+            "which is the prefix itself"
+        )
+    return str(iid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +75,23 @@ class HostRow:
     pending: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Per backend: its last error for this host, until an apply succeeds.
     errors: dict[str, str] = field(default_factory=dict)
+    wildcard: bool = False
+    # The IPv6 prefix its last update delegated; whose prefix it follows, and how.
+    ipv6_prefix: str | None = None
+    follows: str | None = None
+    interface_id: str | None = None
+    prefix_length: int | None = None
+    # The hosts that follow its prefix.
+    followers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Following:
+    """Whose IPv6 prefix a host follows: ``leader`` None follows no one."""
+
+    leader: str | None
+    interface_id: str | None = None
+    prefix_length: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,8 +221,20 @@ class Admin:
             await self._log(session, *removed, Change(Kind.USER_REMOVED, name, {"id": user.id}))
             return len(hosts)
 
-    async def add_host(self, fqdn_text: str, owner: str) -> str:
+    async def add_host(
+        self,
+        fqdn_text: str,
+        owner: str,
+        *,
+        wildcard: bool = False,
+        following: Following | None = None,
+    ) -> str:
         fqdn = self._fqdn(fqdn_text)
+        if derived_host(fqdn) is not None:
+            raise AdminError(
+                f"{fqdn} cannot be a host: names starting with _acme-challenge hold the TXT "
+                "records of the host below them"
+            )
         zone = self._config.zone_for(fqdn)
         if zone is None:
             zones = ", ".join(z.name for z in self._config.zones) or "none"
@@ -204,17 +256,126 @@ class Admin:
                 token_digest=token_digest(token),
                 created_at=datetime.now(UTC),
                 nochg_count=0,
+                wildcard=wildcard,
             )
             session.add(host)
             await session.flush()
-            added = {
+            added: dict[str, Any] = {
                 "id": host.id,
                 "owner": user.name,
                 "owner_id": user.id,
                 "token_digest": host.token_digest,
+                "wildcard": wildcard,
             }
-            await self._log(session, Change(Kind.HOST_ADDED, fqdn, added))
+            changes = [Change(Kind.HOST_ADDED, fqdn, added)]
+            if following is not None:
+                added.update(await self._follow(session, host, following))
+                changes += await self._follower_records(session, host)
+            await self._log(session, *changes)
         return token
+
+    async def set_host(
+        self, fqdn_text: str, *, wildcard: bool | None = None, following: Following | None = None
+    ) -> list[str]:
+        """Turn a host's wildcard on or off, or change whose prefix it follows; what
+        changed, in words."""
+        done: list[str] = []
+        async with self._sessions.begin() as session:
+            await self._ordered(session)
+            host = await self._host(session, fqdn_text)
+            changes: list[Change] = []
+            settings: dict[str, Any] = {}
+            if wildcard is not None and wildcard != host.wildcard:
+                before = host.wildcard
+                host.wildcard = wildcard
+                settings["wildcard"] = wildcard
+                done.append(f"wildcard {'on' if wildcard else 'off'}")
+                records = await self._records(session, host.id)
+                if records.get("A") or records.get("AAAA"):  # *.<fqdn> changes in DNS
+                    changes.append(
+                        await self._records_change(session, host, records, records, before)
+                    )
+            if following is not None:
+                settings.update(await self._follow(session, host, following))
+                done.append(
+                    f"follows {following.leader}" if following.leader else "follows no host"
+                )
+                changes += await self._follower_records(session, host)
+            if settings:
+                changes.insert(0, Change(Kind.HOST_SETTINGS, host.fqdn, settings))
+                await self._log(session, *changes)
+        return done
+
+    async def _follow(
+        self, session: AsyncSession, host: Host, following: Following
+    ) -> dict[str, Any]:
+        """Make ``host`` follow ``following.leader``'s prefix (checked); the row's value."""
+        if following.leader is None:
+            host.follows_id = host.interface_id = host.prefix_length = None
+            return {"follows": None}
+        leader = await self._host(session, following.leader)
+        if leader.id == host.id:
+            raise AdminError(f"{host.fqdn} cannot follow itself")
+        if leader.owner_id != host.owner_id:
+            raise AdminError(f"{leader.fqdn} belongs to another user: a host follows its owner's")
+        if leader.follows_id is not None:
+            raise AdminError(f"{leader.fqdn} follows another host itself; follow that one")
+        interface_id = following.interface_id or host.interface_id
+        if interface_id is None:
+            raise AdminError("--interface-id is needed (the machine's, e.g. ::1234:5678:9abc:def0)")
+        length = following.prefix_length or host.prefix_length or 64
+        interface_id = check_interface_id(interface_id, length)
+        host.follows_id, host.interface_id, host.prefix_length = leader.id, interface_id, length
+        return {"follows": leader.id, "interface_id": interface_id, "prefix_length": length}
+
+    async def _follower_records(self, session: AsyncSession, host: Host) -> list[Change]:
+        """A follower's AAAA record from its leader's last prefix, if it has one."""
+        if host.follows_id is None or host.interface_id is None:
+            return []
+        leader = await session.get(Host, host.follows_id)
+        if leader is None or leader.ipv6_prefix is None:
+            return []
+        address = str(in_prefix(leader.ipv6_prefix, host.interface_id, host.prefix_length or 64))
+        records = await self._records(session, host.id)
+        if records.get("AAAA") == (address,):
+            return []
+        await session.execute(
+            delete(Record).where(Record.host_id == host.id, Record.rtype == "AAAA")
+        )
+        session.add(Record(host_id=host.id, rtype="AAAA", address=address))
+        after = {**records, "AAAA": (address,)}
+        return [await self._records_change(session, host, records, after, host.wildcard)]
+
+    async def _records(self, session: AsyncSession, host_id: int) -> dict[str, tuple[str, ...]]:
+        rows = await session.execute(
+            select(Record.rtype, Record.address)
+            .where(Record.host_id == host_id)
+            .order_by(Record.rtype, Record.address)
+        )
+        records: dict[str, tuple[str, ...]] = {}
+        for rtype, address in rows:
+            records[rtype] = (*records.get(rtype, ()), address)
+        return records
+
+    async def _records_change(
+        self,
+        session: AsyncSession,
+        host: Host,
+        before: dict[str, tuple[str, ...]],
+        after: dict[str, tuple[str, ...]],
+        wildcard_before: bool,
+    ) -> Change:
+        """The zone's serial raised, and the ``records`` row of a change made here."""
+        zone = self._config.zone_for(host.fqdn)
+        name = zone.name if zone is not None else ""
+        zone_row = await session.get(Zone, name)
+        had = zone_row.serial if zone_row is not None else 0
+        serial = next_serial(had)
+        if zone_row is not None:
+            zone_row.serial = serial
+        host.last_update_at = datetime.now(UTC)
+        value = records_row(after, before, (host.wildcard, wildcard_before), name, (had, serial))
+        return Change(Kind.RECORDS, host.fqdn, value)
 
     async def rotate_token(self, fqdn_text: str) -> str:
         token = new_token()
@@ -288,6 +449,8 @@ class Admin:
                     since=before[zone.name],
                     previous=previous,
                 )
+                if host.wildcard:
+                    value["previous_wildcard"] = True
             changes.append(Change(Kind.HOST_REMOVED, host.fqdn, value))
         return changes
 
@@ -326,8 +489,10 @@ class Admin:
 
     async def list_hosts(self) -> list[HostRow]:
         async with self._sessions() as session:
-            hosts = await session.execute(
-                select(Host, User.name).join(User, Host.owner_id == User.id).order_by(Host.fqdn)
+            hosts = list(
+                await session.execute(
+                    select(Host, User.name).join(User, Host.owner_id == User.id).order_by(Host.fqdn)
+                )
             )
             records: dict[int, dict[str, tuple[str, ...]]] = {}
             for host_id, rtype, address in await session.execute(
@@ -347,6 +512,11 @@ class Admin:
                 errors.setdefault(problem.fqdn, {})[problem.backend] = (
                     f"{problem.message} ({kind}, {problem.at:%Y-%m-%d %H:%M})"
                 )
+            names = {host.id: host.fqdn for host, _ in hosts}
+            followers: dict[int, list[str]] = {}
+            for host, _ in hosts:
+                if host.follows_id is not None:
+                    followers.setdefault(host.follows_id, []).append(host.fqdn)
             rows = []
             for host, owner in hosts:
                 desired = records.get(host.id, {})
@@ -360,8 +530,14 @@ class Admin:
                         host.last_seen_at,
                         host.nochg_count,
                         host.blocked_at,
-                        self._pending(host.fqdn, desired, confirmed),
+                        self._pending(host.fqdn, desired, host.wildcard, confirmed),
                         errors.get(host.fqdn, {}),
+                        host.wildcard,
+                        host.ipv6_prefix,
+                        names.get(host.follows_id) if host.follows_id is not None else None,
+                        host.interface_id,
+                        host.prefix_length,
+                        tuple(followers.get(host.id, ())),
                     )
                 )
             return rows
@@ -370,17 +546,21 @@ class Admin:
         self,
         fqdn: str,
         desired: dict[str, tuple[str, ...]],
+        wildcard: bool,
         applied: dict[tuple[str, str], dict[str, tuple[str, ...]]],
     ) -> dict[str, tuple[str, ...]]:
-        """Record types each persistent backend still lacks (builtin is always current)."""
+        """Record types each persistent backend still lacks (builtin is always current):
+        ``A``, ``AAAA``, ``*.A`` (its wildcard's), ``_acme-challenge.TXT``."""
         zone = self._config.zone_for(fqdn)
         pending: dict[str, tuple[str, ...]] = {}
+        wanted = expand(fqdn, desired, wildcard)
         for backend in zone.backends if zone is not None else ():
             if backend == "builtin":
                 continue
-            have = applied.get((backend, fqdn), {})
             waiting = tuple(
-                rtype for rtype in ("A", "AAAA") if desired.get(rtype, ()) != have.get(rtype, ())
+                describe_key(fqdn, owner, rtype)
+                for (owner, rtype), values in wanted.items()
+                if values != applied.get((backend, owner), {}).get(rtype, ())
             )
             if waiting:
                 pending[backend] = waiting

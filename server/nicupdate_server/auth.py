@@ -161,7 +161,7 @@ class Authenticator:
         """
         username, password = credentials.username, credentials.password
         if len(password.encode("utf-8", "surrogatepass")) > MAX_CREDENTIAL_BYTES:
-            self._failed(where(), username)
+            self.failed(where(), username)
             return None
         host = self._state.hosts.get(username.lower().rstrip("."))
         if host is not None and host.token_digest is not None:
@@ -186,7 +186,7 @@ class Authenticator:
         refused_key = (username, digest)
         if self._refused.get(refused_key) == current_hash:
             self._refused.move_to_end(refused_key)
-            self._failed(source, username)
+            self.failed(source, username)
             return None
         try:
             ok = await self._verify_once(username, digest, password, current_hash, source, gone)
@@ -199,11 +199,11 @@ class Authenticator:
         if ok and user is not None:
             self.limiter.succeeded(source, username)
             return Principal(user.name, user_id=user.id)
-        self._failed(source, username)
+        self.failed(source, username)
         return None
 
-    def _failed(self, source: str, username: str) -> None:
-        """Count and log a failed login."""
+    def failed(self, source: str, username: str) -> None:
+        """Count and log a failed login (of any kind: dyndns2, acme-dns, TSIG keys)."""
         self.failures += 1
         self._summary.note("badauth", source, repr(username))
         lockout = self.limiter.failed(source, username)

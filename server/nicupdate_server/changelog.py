@@ -69,6 +69,7 @@ class Kind(StrEnum):
     HOST_REMOVED = "host.removed"
     HOST_BLOCKED = "host.blocked"
     HOST_UNBLOCKED = "host.unblocked"
+    HOST_SETTINGS = "host.settings"
     RECORDS = "records"
     APPLIED = "applied"
     BACKEND_ERROR = "backend.error"

@@ -10,11 +10,14 @@ import secrets
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import __version__
 from .config import Config, ConfigError, find_config_file, load_config
 from .listeners import StartupError, shown
+
+if TYPE_CHECKING:
+    from .admin import Following
 
 PROG = "nicupdate-server"
 PASSWORD_ATTEMPTS = 3  # at a terminal: a refused password is asked for again this often
@@ -101,13 +104,32 @@ def cmd_user(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_host(config: Config, args: argparse.Namespace) -> int:
     if args.action == "add":
-        token = _run(_with_admin(config, lambda a: a.add_host(args.fqdn, args.owner)))
+        following = _following(args)
+        token = _run(
+            _with_admin(
+                config,
+                lambda a: a.add_host(
+                    args.fqdn, args.owner, wildcard=args.wildcard, following=following
+                ),
+            )
+        )
         print(f"host {args.fqdn} added for {args.owner}")
         print(f"host token (shown once; user name = {args.fqdn}): {token}")
         print(
             f"a running server answers for it once it reads the change (within "
             f"{config.server.poll_interval:g} s, server.poll_interval); until then: nohost"
         )
+    elif args.action == "set":
+        wildcard = None if args.wildcard is None else args.wildcard == "on"
+        following = _following(args)
+        if wildcard is None and following is None:
+            raise CliError("host set: give --wildcard on|off, --follows HOST or --no-follow")
+        done = _run(
+            _with_admin(
+                config, lambda a: a.set_host(args.fqdn, wildcard=wildcard, following=following)
+            )
+        )
+        print(f"host {args.fqdn}: {', '.join(done) or 'unchanged'}")
     elif args.action == "token":
         token = _run(_with_admin(config, lambda a: a.rotate_token(args.fqdn)))
         print(f"new host token for {args.fqdn}: {token}")
@@ -126,7 +148,7 @@ def cmd_host(config: Config, args: argparse.Namespace) -> int:
     elif args.action == "log":
         return _host_log(config, args)
     elif args.action == "list":
-        from .listing import columns, hosts_json
+        from .listing import columns, features, hosts_json
 
         rows = _run(_with_admin(config, lambda a: a.list_hosts()))
         if args.json:
@@ -147,6 +169,7 @@ def cmd_host(config: Config, args: argparse.Namespace) -> int:
             "NOCHG",
             "DNS",
             "BACKEND ERROR",
+            "MORE",
         )
         table = [header] + [
             (
@@ -163,12 +186,26 @@ def cmd_host(config: Config, args: argparse.Namespace) -> int:
                 "; ".join(f"{b}: {'+'.join(t)} pending" for b, t in row.pending.items())
                 or "applied",
                 "; ".join(f"{b}: {e}" for b, e in row.errors.items()) or "-",
+                features(row),
             )
             for row in rows
         ]
         for line in columns(table):
             print(line)
     return 0
+
+
+def _following(args: argparse.Namespace) -> Following | None:
+    """Whose IPv6 prefix ``host add``/``host set`` make the host follow (None: unchanged)."""
+    from .admin import Following
+
+    if getattr(args, "no_follow", False):
+        return Following(None)
+    if args.follows is None:
+        if args.interface_id is not None or args.prefix_length is not None:
+            raise CliError("--interface-id and --prefix-length go with --follows HOST")
+        return None
+    return Following(args.follows, args.interface_id, args.prefix_length)
 
 
 def _host_log(config: Config, args: argparse.Namespace) -> int:
@@ -429,6 +466,25 @@ def cmd_backup(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _following_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--follows",
+        metavar="HOST",
+        help="take HOST's IPv6 prefix (as its updates send it) for this host's AAAA record",
+    )
+    parser.add_argument(
+        "--interface-id",
+        metavar="IID",
+        help="this machine's interface id, appended to the prefix (e.g. ::1234:5678:9abc:def0)",
+    )
+    parser.add_argument(
+        "--prefix-length",
+        metavar="N",
+        type=int,
+        help="bits taken from the prefix, the rest from the interface id (default 64)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Dynamic DNS update server (dyndns2).")
     parser.add_argument(
@@ -475,6 +531,17 @@ def build_parser() -> argparse.ArgumentParser:
     add = host_actions.add_parser("add", help="add a host (prints its token once)")
     add.add_argument("fqdn")
     add.add_argument("--owner", required=True, help="the account that may update it")
+    add.add_argument("--wildcard", action="store_true", help="*.FQDN carries its addresses too")
+    _following_arguments(add)
+    host_set = host_actions.add_parser(
+        "set", help="turn a host's wildcard on or off, or change whose IPv6 prefix it follows"
+    )
+    host_set.add_argument("fqdn")
+    host_set.add_argument("--wildcard", choices=("on", "off"), help="*.FQDN carries its addresses")
+    _following_arguments(host_set)
+    host_set.add_argument(
+        "--no-follow", action="store_true", help="follow no host's prefix any more"
+    )
     token = host_actions.add_parser("token", help="replace a host's token")
     token.add_argument("fqdn")
     listing = host_actions.add_parser("list", help="list hosts with addresses and last results")
@@ -515,6 +582,12 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("path", metavar="PATH", help="the file to write (0600)")
     backup.add_argument("--force", action="store_true", help="replace PATH if it exists")
     backup.set_defaults(func=cmd_backup)
+
+    from .acmedns.cli import add_commands as add_acme_commands
+    from .rfc2136in.cli import add_commands as add_key_commands
+
+    add_acme_commands(commands)
+    add_key_commands(commands)
     return parser
 
 

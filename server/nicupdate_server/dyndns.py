@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .addresses import IPAddress, parse_host_address, rtype_of
+from .addresses import IPAddress, parse_host_address, parse_prefix, rtype_of
 
 MAX_QUERY_BYTES = 4096
 MAX_QUERY_FIELDS = 64
@@ -27,7 +27,13 @@ PARSE_CACHE_SIZE = 2048
 
 HOSTNAME_KEYS = ("hostname",)
 ADDRESS_KEYS = ("myip", "myipv4", "myipv6", "ipv4", "ipv6", "ip")
+PREFIX_KEYS = ("ip6lanprefix",)  # FRITZ!Box's <ip6lanprefix>, when a URL names it apart
 TRUE_WORDS = frozenset({"yes", "on", "true", "1"})
+# wildcard=: ON and OFF (and their usual spellings); NOCHG or anything else leaves it.
+WILDCARD_WORDS = {
+    **dict.fromkeys(("on", "yes", "true", "1"), True),
+    **dict.fromkeys(("off", "no", "false", "0"), False),
+}
 
 
 class Code(StrEnum):
@@ -80,11 +86,18 @@ class UpdateRequest:
     query_credentials: Credentials | None
     # The addresses by record type, as text, sorted: what the host's records become.
     families: Mapping[str, tuple[str, ...]]
+    # The IPv6 prefix the request delegates (``2001:db8:1:2::/64``): the hosts that
+    # follow this one take it. None: none was sent.
+    prefix: str | None = None
+    # ``wildcard=ON|OFF``: turn ``*.<host>`` on or off; None (``NOCHG``, or not sent):
+    # leave it.
+    wildcard: bool | None = None
 
     def __repr__(self) -> str:  # the query may carry a password: never show it
         return (
             f"UpdateRequest(hostnames={self.hostnames!r}, addresses={self.addresses!r}, "
-            f"address_error={self.address_error!r}, offline={self.offline!r})"
+            f"address_error={self.address_error!r}, offline={self.offline!r}, "
+            f"prefix={self.prefix!r}, wildcard={self.wildcard!r})"
         )
 
 
@@ -108,6 +121,14 @@ def _decode_query(raw_query: bytes) -> dict[str, list[str]]:
     except UnicodeDecodeError:
         raise RequestRejected(Code.NOTFQDN, "query is not valid UTF-8") from None
     return fields
+
+
+def _parse_prefix(items: Sequence[str]) -> tuple[str | None, str | None]:
+    """The one IPv6 prefix among address items, and why they were refused if they were."""
+    prefixes = list(dict.fromkeys(str(p) for p in map(parse_prefix, items) if p is not None))
+    if len(prefixes) > 1:
+        return None, f"more than one IPv6 prefix ({', '.join(prefixes[:3])})"
+    return (prefixes[0] if prefixes else None), None
 
 
 def _parse_addresses(items: Sequence[str]) -> tuple[tuple[IPAddress, ...], str | None]:
@@ -151,15 +172,28 @@ def _parse_update(raw_query: bytes, max_hosts: int) -> UpdateRequest:
         raise RequestRejected(Code.NOTFQDN, "no hostname given")
     if len(hostnames) > max_hosts:
         raise RequestRejected(Code.NUMHOST, f"{len(hostnames)} hostnames, at most {max_hosts}")
-    addresses, address_error = _parse_addresses(
-        _split_items(v for key in ADDRESS_KEYS for v in fields.get(key, ()))
-    )
+    items = _split_items(v for key in ADDRESS_KEYS for v in fields.get(key, ()))
+    addresses, address_error = _parse_addresses(items)
+    prefix_items = [*items, *_split_items(v for key in PREFIX_KEYS for v in fields.get(key, ()))]
+    prefix, prefix_error = _parse_prefix(prefix_items)
+    for item in prefix_items[len(items) :]:
+        if parse_prefix(item) is None and address_error is None:
+            address_error = f"{item[:60]!r} is not an IPv6 prefix"
+    address_error = address_error or prefix_error
+    wildcard = WILDCARD_WORDS.get(fields.get("wildcard", [""])[0].strip().lower())
     offline = any(v.strip().lower() in TRUE_WORDS for v in fields.get("offline", ()))
     username = fields.get("username", [""])[0]
     password = fields.get("password", [""])[0]
     query_credentials = Credentials(username, password) if username and password else None
     return UpdateRequest(
-        hostnames, addresses, address_error, offline, query_credentials, families_of(addresses)
+        hostnames,
+        addresses,
+        address_error,
+        offline,
+        query_credentials,
+        families_of(addresses),
+        prefix,
+        wildcard,
     )
 
 

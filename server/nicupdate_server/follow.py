@@ -15,7 +15,8 @@ if this process reconciles them).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from .changelog import Entry, Kind, records_of
 from .reconciler import Reconciler
@@ -47,6 +48,7 @@ class Follower:
             Kind.HOST_REMOVED: self._host_removed,
             Kind.HOST_BLOCKED: self._host_blocked,
             Kind.HOST_UNBLOCKED: self._host_unblocked,
+            Kind.HOST_SETTINGS: self._host_settings,
             Kind.RECORDS: self._records,
             Kind.APPLIED: self._applied,
             Kind.BACKEND_ERROR: self._backend_error,
@@ -97,13 +99,16 @@ class Follower:
             host.revision = max(host.revision, entry.id)
             return None  # loaded at start already
         self.state.blocked.discard(entry.subject)
-        self.state.hosts[entry.subject] = HostEntry(
+        if host is not None:
+            self.state.forget_host(host)
+        added = self.state.hosts[entry.subject] = HostEntry(
             int(value["id"]),
             entry.subject,
             int(value["owner_id"]),
             parse_digest(value.get("token_digest")),
             revision=entry.id,
         )
+        self._settings(added, value)
         _changed("host %s added (owner %s)", entry.subject, value.get("owner", "?"))
         return entry.subject if host is not None else None  # another host of that name went
 
@@ -120,7 +125,7 @@ class Follower:
         if host is None or host.id != entry.value["id"]:
             return None
         del self.state.hosts[entry.subject]
-        self.state.blocked.discard(entry.subject)
+        self.state.forget_host(host)
         _changed("host %s removed", entry.subject)
         return entry.subject  # its records leave DNS
 
@@ -146,15 +151,45 @@ class Follower:
         if host is None:
             return None
         records = records_of(entry.value)
-        if records == host.records():
+        wildcard = bool(entry.value.get("wildcard"))
+        prefix = entry.value.get("prefix")
+        if prefix:
+            host.change_extra(prefix=str(prefix))
+        if records == host.records() and wildcard == host.wildcard:
             return None
         host.set_records(records)
+        if wildcard != host.wildcard:
+            host.change_extra(wildcard=wildcard)
         host.last_result = "good"
         return entry.subject
 
+    def _host_settings(self, entry: Entry) -> None:
+        host = self._host(entry)
+        if host is not None:
+            self._settings(host, entry.value)
+            _changed("host %s: settings changed", entry.subject)
+        return None
+
+    def _settings(self, host: HostEntry, value: Mapping[str, Any]) -> None:
+        """A host's wildcard flag and whose prefix it follows, as a row gives them."""
+        if "wildcard" in value:
+            host.change_extra(wildcard=bool(value["wildcard"]))
+        if "follows" in value:
+            follows = value["follows"]
+            self.state.set_follows(
+                host,
+                None if follows is None else int(follows),
+                interface_id=value.get("interface_id"),
+                prefix_length=value.get("prefix_length"),
+            )
+
     def _applied(self, entry: Entry) -> None:
+        value = entry.value
         self.reconciler.remote_applied(
-            str(entry.value["backend"]), entry.subject, records_of(entry.value)
+            str(value["backend"]),
+            entry.subject,
+            records_of(value),
+            records_of({"records": value.get("wildcard_records")}),
         )
         return None
 

@@ -16,7 +16,8 @@ from typing import Any
 from .admin import History, HistoryRow, HostRow, utc
 from .store import parse_records
 
-RTYPES = ("A", "AAAA")
+RTYPES = ("A", "AAAA", "TXT")
+_WILDCARD = re.compile(r"(?:^|; )wildcard (on|off)$")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d|w)", re.IGNORECASE)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 SINCE_FORMS = "a duration (90s, 30m, 12h, 7d, 2w) or a UTC date (2026-11-25, 2026-11-25T08:00)"
@@ -63,6 +64,28 @@ def iso(value: datetime | None) -> str | None:
 def records_of(described: str) -> dict[str, list[str]]:
     """``A 203.0.113.7; AAAA 2001:db8::7`` (as the history keeps it) as a mapping."""
     return {rtype: list(addresses) for rtype, addresses in parse_records(described).items()}
+
+
+def wildcard_of(described: str) -> bool | None:
+    """Whether a change turned the wildcard on (True) or off (False); None: neither."""
+    found = _WILDCARD.search(described)
+    return None if found is None else found.group(1) == "on"
+
+
+def features(row: HostRow) -> str:
+    """A host's wildcard, IPv6 prefix and followers, in a few words (``-``: none)."""
+    parts = []
+    if row.wildcard:
+        parts.append(f"*.{row.fqdn}")
+    if row.follows is not None:
+        parts.append(f"follows {row.follows} ({row.interface_id}/{row.prefix_length})")
+    if row.ipv6_prefix is not None:
+        parts.append(f"prefix {row.ipv6_prefix}")
+    if row.followers:
+        parts.append(f"followed by {', '.join(row.followers)}")
+    if row.records.get("TXT"):
+        parts.append(f"TXT {','.join(row.records['TXT'])}")
+    return "; ".join(parts) or "-"
 
 
 # --- host log -------------------------------------------------------------------------
@@ -117,6 +140,7 @@ def history_json(history: History) -> list[str]:
                 "user_agent": row.user_agent,
                 "old": records_of(row.old),
                 "new": records_of(row.new),
+                "wildcard": wildcard_of(row.new),
                 "answer": row.answer,
                 "detail": row.detail,
                 "confirmed_at": iso(row.confirmed_at),
@@ -135,7 +159,12 @@ def hosts_json(rows: Sequence[HostRow]) -> list[str]:
             {
                 "fqdn": row.fqdn,
                 "owner": row.owner,
-                "records": {rtype: list(row.records.get(rtype, ())) for rtype in RTYPES},
+                # A and AAAA always; TXT (at _acme-challenge.FQDN) when it has any.
+                "records": {
+                    rtype: list(row.records.get(rtype, ()))
+                    for rtype in RTYPES
+                    if rtype != "TXT" or row.records.get(rtype)
+                },
                 "last_update_at": iso(row.last_update_at),
                 "last_result": row.last_result,
                 "last_seen_at": iso(row.last_seen_at),
@@ -144,6 +173,12 @@ def hosts_json(rows: Sequence[HostRow]) -> list[str]:
                 # Per backend that lacks some of the records: their types. {}: DNS has them.
                 "pending": {backend: list(types) for backend, types in row.pending.items()},
                 "errors": dict(row.errors),
+                "wildcard": row.wildcard,
+                "ipv6_prefix": row.ipv6_prefix,
+                "follows": row.follows,
+                "interface_id": row.interface_id,
+                "prefix_length": row.prefix_length,
+                "followers": list(row.followers),
             }
         )
         for row in rows

@@ -61,6 +61,7 @@ DNS_RCODES = (
     dns.rcode.SERVFAIL,
     dns.rcode.NOTIMP,
 )
+UPDATE_RCODES = (dns.rcode.NOERROR, dns.rcode.REFUSED, dns.rcode.NOTAUTH, dns.rcode.SERVFAIL)
 THROTTLED = 429
 LISTENER_START_TIMEOUT = 10.0
 
@@ -258,6 +259,18 @@ class ServerCollector:
                 "in all or dns.tcp_per_source from one address",
                 value=stats.get("tcp_refused", 0),
             )
+            updates = CounterMetricFamily(
+                "nicupdate_dns_updates",
+                "UPDATE messages (RFC 2136) the built-in DNS answered, by the rcode of its "
+                "reply (REFUSED also when too many wait, SERVFAIL when the server is late)",
+                labels=["rcode"],
+            )
+            answered = runtime.dns.update_rcodes
+            for rcode in dict.fromkeys([*UPDATE_RCODES, *answered]):
+                updates.add_metric(
+                    [dns.rcode.to_text(dns.rcode.Rcode(rcode))], answered.get(rcode, 0)
+                )
+            yield updates
             yield CounterMetricFamily(
                 "nicupdate_dns_process_restarts",
                 "Times the DNS process stopped and was started again",

@@ -39,6 +39,11 @@ class Host(Base):
     last_seen_at: Mapped[datetime | None]
     nochg_count: Mapped[int]
     blocked_at: Mapped[datetime | None]
+    wildcard: Mapped[bool]
+    ipv6_prefix: Mapped[str | None]
+    follows_id: Mapped[int | None]
+    interface_id: Mapped[str | None]
+    prefix_length: Mapped[int | None]
 
 
 class Record(Base):

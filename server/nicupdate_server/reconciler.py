@@ -52,7 +52,8 @@ from .backends import (
 from .changelog import Change, Kind, append, records_value
 from .config import Config, ZoneSettings
 from .dyndns import Code
-from .state import State
+from .hostrecords import describe_key, expand, host_of, keyed, owners, unkeyed
+from .state import HostEntry, State
 from .store import Outcome
 from .tables import applied as _applied
 from .tables import sync_errors as _errors
@@ -62,12 +63,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nicupdate.reconcile")
 
-RTYPES = ("A", "AAAA")
 ROUTE_CACHE_SIZE = 100_000  # names whose zone and backends are remembered
 RETRY_AFTER_CAP = 3600.0  # a longer Retry-After is taken as an hour
 TAKEOVER_SLICE = 5000  # names compared between two looks at the event loop
 
-Key = tuple[str, str]  # (fqdn, rtype)
+Key = tuple[str, str]  # (owner name, rtype): a host's, its wildcard's, its TXT's
 Route = tuple[str, ZoneSettings]  # (backend name, zone)
 
 
@@ -231,9 +231,11 @@ class Reconciler:
         names = dict.fromkeys(behind)
         if kept:
             for backend in kept:
-                names.update(dict.fromkeys(fqdn for fqdn, _ in self.applied[backend]))
+                names.update(dict.fromkeys(host_of(owner) for owner, _ in self.applied[backend]))
             hosts = self.state.hosts.items()
-            names.update(dict.fromkeys(fqdn for fqdn, host in hosts if host.a or host.aaaa))
+            names.update(
+                dict.fromkeys(fqdn for fqdn, host in hosts if host.a or host.aaaa or host.extra)
+            )
         self.behind.clear()
         for fqdn in names:
             routes = self._find_routes(fqdn)  # not remembered: there may be a million
@@ -242,23 +244,23 @@ class Reconciler:
         self._stored_at = {f: t for f, t in self._stored_at.items() if f in self.behind}
 
     def desired(self, fqdn: str, rtype: str) -> tuple[str, ...]:
+        """The values the host ``fqdn`` should have of ``rtype`` (its record set's)."""
         host = self.state.hosts.get(fqdn)
         return host.addresses(rtype) if host is not None else ()
 
-    def pending(self, backend: str, fqdn: str) -> dict[str, tuple[str, ...]]:
-        """The record sets ``backend`` still lacks for ``fqdn``: rtype -> wanted addresses."""
+    def pending(self, backend: str, fqdn: str) -> dict[Key, tuple[str, ...]]:
+        """The record sets ``backend`` still lacks for the host ``fqdn``: (owner, rtype)
+        -> wanted values."""
         instance = self.backends[backend]
         applied = self.applied[backend] if keeps_applied(instance) else None
-        host = self.state.hosts.get(fqdn)
-        lacking: dict[str, tuple[str, ...]] = {}
-        for rtype in RTYPES:
-            wanted = host.addresses(rtype) if host is not None else ()
+        lacking: dict[Key, tuple[str, ...]] = {}
+        for key, wanted in _desired(fqdn, self.state.hosts.get(fqdn)).items():
             if applied is not None:
-                have = applied.get((fqdn, rtype), ())
+                have = applied.get(key, ())
             else:
-                have = cast(InMemory, instance).current(fqdn, rtype)
+                have = cast(InMemory, instance).current(*key)
             if wanted != have:
-                lacking[rtype] = wanted
+                lacking[key] = wanted
         return lacking
 
     # --- marking and confirming -------------------------------------------------------------
@@ -378,7 +380,7 @@ class Reconciler:
     async def _apply_names(
         self, worker: _Worker, backend: Backend, names: list[str], max_batch: int
     ) -> None:
-        batch: list[tuple[str, int, dict[str, tuple[str, ...]]]] = []
+        batch: list[tuple[str, int, dict[Key, tuple[str, ...]]]] = []
         size = 0
         for position, fqdn in enumerate(names):
             wanted = self.pending(worker.backend, fqdn)
@@ -401,13 +403,13 @@ class Reconciler:
         self,
         worker: _Worker,
         backend: Backend,
-        batch: list[tuple[str, int, dict[str, tuple[str, ...]]]],
+        batch: list[tuple[str, int, dict[Key, tuple[str, ...]]]],
     ) -> bool:
         """Apply one message's worth; False when the backend is unavailable (backing off)."""
         changes = [
-            RecordChange(fqdn, rtype, addresses)  # type: ignore[arg-type]
-            for fqdn, _, wanted in batch
-            for rtype, addresses in wanted.items()
+            RecordChange(owner, rtype, addresses)  # type: ignore[arg-type]
+            for _, _, wanted in batch
+            for (owner, rtype), addresses in wanted.items()
         ]
         serial = self.state.zone_serials.get(worker.zone.name, 1)
         try:
@@ -441,9 +443,9 @@ class Reconciler:
         now = time.monotonic()
         for fqdn, generation, wanted in batch:
             if keep:
-                for rtype, addresses in wanted.items():
-                    self.applied[worker.backend][(fqdn, rtype)] = addresses
-                    self._unsaved_applied[(worker.backend, fqdn, rtype)] = addresses
+                for (owner, rtype), addresses in wanted.items():
+                    self.applied[worker.backend][(owner, rtype)] = addresses
+                    self._unsaved_applied[(worker.backend, owner, rtype)] = addresses
             self.confirmed[(worker.backend, fqdn)] = generation
             stored_at = self._stored_at.get(fqdn)
             if stored_at is not None and generation == self.generation.get(fqdn):
@@ -494,25 +496,25 @@ class Reconciler:
         reader = cast(Readable, backend)
         for zone in self._zones_of(name):
             names = {f for f in self.state.hosts if self._zone(f) is zone}
-            names |= {f for f, _ in self.applied[name] if self._zone(f) is zone}
+            names |= {host_of(o) for o, _ in self.applied[name] if self._zone(o) is zone}
+            read = [owner for fqdn in sorted(names) for owner, _ in owners(fqdn)]
             try:
-                have = await reader.read(zone, sorted(names))
+                have = await reader.read(zone, read)
             except (TransientBackendError, PermanentBackendError) as exc:
                 report.error = str(exc)
                 return report
             report.checked += len(names)
             applied = self.applied[name]
             for fqdn in sorted(names):
-                for rtype in RTYPES:
-                    actual = tuple(sorted(have.get((fqdn, rtype), ())))
-                    believed = applied.get((fqdn, rtype), ())
+                for key, wanted in _desired(fqdn, self.state.hosts.get(fqdn)).items():
+                    actual = tuple(sorted(have.get(key, ())))
+                    believed = applied.get(key, ())
                     if actual == believed:
                         continue
-                    applied[(fqdn, rtype)] = actual
-                    self._unsaved_applied[(name, fqdn, rtype)] = actual
-                    wanted = self.desired(fqdn, rtype)
+                    applied[key] = actual
+                    self._unsaved_applied[(name, *key)] = actual
                     report.repaired.append(
-                        f"{fqdn} {rtype}: DNS had {','.join(actual) or 'nothing'}, "
+                        f"{key[0]} {key[1]}: DNS had {','.join(actual) or 'nothing'}, "
                         f"should have {','.join(wanted) or 'nothing'}"
                     )
                     self._mark(fqdn, bump=True)
@@ -584,12 +586,8 @@ class Reconciler:
             if rows:
                 await conn.execute(insert(_errors), rows)
         changes = [
-            Change(
-                Kind.APPLIED,
-                fqdn,
-                {"backend": backend, "records": records_value(self._has(backend, fqdn))},
-            )
-            for backend, fqdn in dict.fromkeys((b, f) for b, f, _ in applied)
+            Change(Kind.APPLIED, fqdn, self._has(backend, fqdn))
+            for backend, fqdn in dict.fromkeys((b, host_of(o)) for b, o, _ in applied)
         ]
         changes += [
             Change(
@@ -601,21 +599,31 @@ class Reconciler:
         ]
         await append(conn, changes, self.origin)
 
-    def _has(self, backend: str, fqdn: str) -> dict[str, tuple[str, ...]]:
+    def _has(self, backend: str, fqdn: str) -> dict[str, Any]:
+        """The value of an ``applied`` row: what ``backend`` has for the host ``fqdn``
+        (``records``) and for its wildcard (``wildcard_records``, when it has any)."""
         applied = self.applied[backend]
-        return {rtype: applied.get((fqdn, rtype), ()) for rtype in RTYPES}
+        records, star = unkeyed(fqdn, {key: applied.get(key, ()) for key in keyed(fqdn, {}, {})})
+        value: dict[str, Any] = {"backend": backend, "records": records_value(records)}
+        if any(star.values()):
+            value["wildcard_records"] = records_value(star)
+        return value
 
     # --- several processes ------------------------------------------------------------------
 
     def remote_applied(
-        self, backend: str, fqdn: str, records: Mapping[str, tuple[str, ...]]
+        self,
+        backend: str,
+        fqdn: str,
+        records: Mapping[str, tuple[str, ...]],
+        star: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
-        """Another process's worker confirmed ``records`` for ``fqdn`` in ``backend``."""
+        """Another process's worker confirmed ``records`` for the host ``fqdn`` in
+        ``backend`` (and ``star`` for its wildcard)."""
         instance = self.backends.get(backend)
         if instance is None or not keeps_applied(instance):
             return
-        for rtype in RTYPES:
-            self.applied[backend][(fqdn, rtype)] = tuple(records.get(rtype, ()))
+        self.applied[backend].update(keyed(fqdn, records, star or {}))
         self.problems.pop((backend, fqdn), None)
         if fqdn in self.behind and not self.pending(backend, fqdn):
             self.confirmed[(backend, fqdn)] = self.generation.get(fqdn, 0)
@@ -666,7 +674,7 @@ class Reconciler:
     async def _take_over(self, worker: _Worker) -> None:
         """Compare every name of the worker's zone, a slice at a time (the event loop
         stays free for requests)."""
-        names = [*self.state.hosts, *(f for f, _ in self.applied[worker.backend])]
+        names = [*self.state.hosts, *(host_of(o) for o, _ in self.applied[worker.backend])]
         for start in range(0, len(names), TAKEOVER_SLICE):
             for fqdn in names[start : start + TAKEOVER_SLICE]:
                 if self._zone(fqdn) is worker.zone and self.pending(worker.backend, fqdn):
@@ -717,7 +725,8 @@ class Reconciler:
                 if waiting:
                     problem = self.problems.get((backend, fqdn))
                     reason = f": {problem.message}" if problem else ""
-                    out[backend].append(f"{fqdn} {'+'.join(waiting)}{reason}")
+                    types = "+".join(describe_key(fqdn, *key) for key in waiting)
+                    out[backend].append(f"{fqdn} {types}{reason}")
         return dict(out)
 
     def pending_counts(self) -> dict[str, int]:
@@ -731,6 +740,12 @@ class Reconciler:
 
     def _zones_of(self, backend: str) -> list[ZoneSettings]:
         return [z for z in self.config.zones if backend in self._backends_of(z)]
+
+
+def _desired(fqdn: str, host: HostEntry | None) -> dict[Key, tuple[str, ...]]:
+    if host is None:
+        return expand(fqdn, {}, False)
+    return expand(fqdn, host.records(), host.wildcard)
 
 
 def lease_name(backend: str, zone: str) -> str:

@@ -29,6 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import changelog
+from .acmedns.endpoint import AcmeDns
+from .acmedns.endpoint import routes as acmedns_routes
 from .api import routes as api_routes
 from .api.changes import ChangesEndpoint
 from .app import MaskSecrets, create_app
@@ -207,6 +209,12 @@ class Runtime:
         if self.dns is not None:  # a port in use stops us; it loads while we do
             await self._spawn_dns(self.dns)
         await ensure_schema(self.engine, self.url)
+        if self.dns is None and self.serves_dns and self.config.dns.enabled:
+            from .rfc2136in.keys import any_keys
+
+            if await any_keys(self.engine):  # no builtin zone: DNS for UPDATE messages alone
+                self.dns = SupervisedDns(self.config, self.served)
+                await self._spawn_dns(self.dns)
         async with self.engine.begin() as conn:
             await ensure_zones(conn, list(self.config.zones))
         async with self.engine.connect() as conn:
@@ -219,6 +227,18 @@ class Runtime:
         if self.metrics is not None and self.serves_dns:  # metrics.listen: worker 0's
             await self.metrics.start()  # a port in use stops us here, as for DNS
         if self.dns is not None:
+            from .rfc2136in.handler import UpdateHandler
+            from .rfc2136in.keys import KeyRing
+
+            self.dns.on_update = UpdateHandler(  # UPDATE messages (RFC 2136) to the DNS port
+                lambda: self.config,
+                self.state,
+                self.service,
+                self.reconciler,
+                KeyRing(self.engine),
+                self.authenticator,
+                self.summary,
+            ).handle
             try:
                 await self.dns.start()
             except DnsStartError as exc:
@@ -288,15 +308,16 @@ class Runtime:
         self.state.hosts = loaded.hosts
         self.state.zone_serials = loaded.zone_serials
         self.state.blocked = loaded.blocked
+        self.state.followers = loaded.followers
         fresh = AuthoritativeData()
         for zone in self.config.zones:
             if "builtin" in zone.backends:
-                records = (
-                    (fqdn, host.a, host.aaaa)
+                hosts = (
+                    (fqdn, host.records(), host.wildcard)
                     for fqdn, host in loaded.hosts.items()
                     if self.config.zone_for(fqdn) is zone and fqdn not in self.config.reserved
                 )
-                fresh.add_zone(zone, loaded.zone_serials.get(zone.name, 1), records)
+                fresh.add_zone(zone, loaded.zone_serials.get(zone.name, 1), hosts)
         self.dns_data.zones = fresh.zones
 
     async def rebuild(self) -> None:
@@ -473,17 +494,31 @@ def make_app(runtime: Runtime) -> ASGIApp:
         throttle_delay=runtime.config.limits.throttle_delay,
         metrics=runtime.metrics,
         metrics_allow=metrics_allow(runtime),
-        api=api_routes(
-            ChangesEndpoint(
-                runtime.authenticator,
-                runtime.engine,
-                runtime.feed,
-                runtime.webhooks.events,
-                runtime.state,
-                settings.trusted_proxies,
-                settings.realm,
-            )
-        ),
+        api=[
+            *api_routes(
+                ChangesEndpoint(
+                    runtime.authenticator,
+                    runtime.engine,
+                    runtime.feed,
+                    runtime.webhooks.events,
+                    runtime.state,
+                    settings.trusted_proxies,
+                    settings.realm,
+                )
+            ),
+            *acmedns_routes(
+                AcmeDns(
+                    runtime.service,
+                    runtime.engine,
+                    runtime.state,
+                    runtime.authenticator,
+                    runtime.summary,
+                    trusted_proxies=settings.trusted_proxies,
+                    health=runtime.health,
+                    throttle_delay=runtime.config.limits.throttle_delay,
+                )
+            ),
+        ],
     )
 
 

@@ -22,11 +22,11 @@ import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, case, delete, func, insert, select, update
+from sqlalchemy import String, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -34,12 +34,12 @@ from . import tables
 from .changelog import Change, Kind, append, records_value, take_order
 from .config import ZoneSettings
 from .dyndns import Code
+from .hostrecords import RTYPES
 from .state import HostEntry, State
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 512
-RTYPES = ("A", "AAAA")
 # Refused changes kept for the history while the database refuses writes.
 MAX_UNRECORDED = 10_000
 NOT_STORED = "911: not stored (the database refused the write)"
@@ -74,12 +74,22 @@ def describe_records(records: Mapping[str, tuple[str, ...]]) -> str:
     )
 
 
+def describe_change(records: Mapping[str, tuple[str, ...]], wildcard: bool | None) -> str:
+    """:func:`describe_records`, and ``wildcard on``/``off`` when that changed."""
+    described = describe_records(records)
+    if wildcard is None:
+        return described
+    flag = f"wildcard {'on' if wildcard else 'off'}"
+    return f"{described}; {flag}" if described else flag
+
+
 def parse_records(described: str) -> dict[str, tuple[str, ...]]:
     """The records :func:`describe_records` described."""
     out: dict[str, tuple[str, ...]] = {}
     for part in filter(None, (p.strip() for p in described.split(";"))):
         rtype, _, addresses = part.partition(" ")
-        out[rtype] = tuple(a for a in addresses.split(",") if a)
+        if rtype in RTYPES:  # not "wildcard on" (describe_change)
+            out[rtype] = tuple(a for a in addresses.split(",") if a)
     return out
 
 
@@ -95,6 +105,13 @@ class HostUpdate:
     user_agent: str
     # Set for a refused request that is only logged (the answer, e.g. "dnserr: ...").
     refusal: str | None = None
+    # Turn `*.<fqdn>` on or off; None: leave it as it is.
+    wildcard: bool | None = None
+    # The IPv6 prefix delegated to the host (``2001:db8:1:2::/64``), which the hosts that
+    # follow it take; None: none was sent.
+    prefix: str | None = None
+    # The changes of those followers: written in the same transaction.
+    followers: tuple[HostUpdate, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +130,8 @@ class Outcome:
     code: Code
     reason: str = ""
     stored: Stored | None = None
+    # The outcomes of the change's followers (HostUpdate.followers), in their order.
+    followers: tuple[Outcome, ...] = ()
 
 
 @dataclass(slots=True)
@@ -123,9 +142,18 @@ class _Planned:
     new: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # The host's whole record set after this change (the change log's value).
     after: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Its wildcard flag before and after; its new IPv6 prefix, when that changed.
+    wildcard_before: bool = False
+    wildcard_after: bool = False
+    prefix: str | None = None
     outcome: Outcome | None = None
     stored: Stored | None = None
     change_id: int = 0  # its row in the change log
+
+    @property
+    def changed(self) -> bool:
+        """Whether it changes what the host stands for in DNS (or its prefix)."""
+        return bool(self.new) or self.wildcard_before != self.wildcard_after or bool(self.prefix)
 
 
 class Rider(Protocol):
@@ -220,7 +248,7 @@ class Writer:
             batch: list[tuple[HostUpdate, asyncio.Future[Outcome]]] = []
             for work, future in items:
                 if isinstance(work, HostUpdate):
-                    batch.append((work, future))
+                    batch.extend(_with_followers(work, future))
                     continue
                 await self._batch(batch)
                 batch = []
@@ -305,20 +333,30 @@ class Writer:
 
     def _plan(self, batch: list[tuple[HostUpdate, asyncio.Future[Outcome]]]) -> list[_Planned]:
         overlay: dict[int, dict[str, tuple[str, ...]]] = {}
+        flags: dict[int, tuple[bool, str | None]] = {}  # host id -> wildcard, prefix
         plans = []
         for host_update, future in batch:
             plan = _Planned(host_update, future)
             plans.append(plan)
             if host_update.refusal is not None:
                 continue
-            current = overlay.setdefault(host_update.host.id, host_update.host.records())
+            host = host_update.host
+            current = overlay.setdefault(host.id, host.records())
             for rtype, addresses in host_update.families.items():
                 before = current.get(rtype, ())
                 if before != addresses:
                     plan.old[rtype] = before
                     plan.new[rtype] = addresses
                     current[rtype] = addresses
-            if not plan.new:
+            wildcard, prefix = flags.get(host.id, (host.wildcard, host.prefix))
+            plan.wildcard_before = wildcard
+            if host_update.wildcard is not None:
+                wildcard = host_update.wildcard
+            plan.wildcard_after = wildcard
+            if host_update.prefix is not None and host_update.prefix != prefix:
+                plan.prefix = prefix = host_update.prefix
+            flags[host.id] = (wildcard, prefix)
+            if not plan.changed:
                 plan.outcome = Outcome(Code.NOCHG)
             plan.after = dict(current)
         return plans
@@ -327,7 +365,7 @@ class Writer:
         if not batch:
             return
         plans = self._plan(batch)
-        writes = [p for p in plans if p.new or p.update.refusal is not None]
+        writes = [p for p in plans if p.changed or p.update.refusal is not None]
         now = datetime.now(UTC)
         serials: dict[str, tuple[int, int]] = {}  # zone -> its serial before, after
         if writes:
@@ -339,7 +377,7 @@ class Writer:
                     serials = await self._write(conn, writes, now)
                     if rider is not None:
                         rider = await self._ride(rider, conn)
-                    logged = [p for p in writes if p.new]
+                    logged = [p for p in writes if p.changed]
                     ids = await append(conn, _changes(logged, serials), self.origin, now)
                     for plan, change_id in zip(logged, ids, strict=True):
                         plan.change_id = change_id
@@ -360,7 +398,7 @@ class Writer:
                 self.on_write(time.perf_counter() - started)
                 self._worked()
         self._remember(plans, {zone: after for zone, (_, after) in serials.items()}, now)
-        changed = [p.update.host.fqdn for p in plans if p.new and p.outcome is None]
+        changed = [p.update.host.fqdn for p in plans if p.changed and p.outcome is None]
         if changed:
             self._on_commit(changed)
         for plan in plans:
@@ -411,16 +449,37 @@ class Writer:
         refusals = [_history_row(p, now) for p in writes if p.update.refusal is not None]
         if refusals:
             await conn.execute(insert(_log), refusals)
-        for index, plan in enumerate(p for p in writes if p.new):
+        for index, plan in enumerate(p for p in writes if p.changed):
             at = now + timedelta(microseconds=index)
-            plan.stored = Stored(at, describe_records(plan.old), describe_records(plan.new))
-        changed = [p for p in writes if p.new]
+            toggled = plan.wildcard_before != plan.wildcard_after
+            plan.stored = Stored(
+                at,
+                describe_change(plan.old, plan.wildcard_before if toggled else None),
+                describe_change(plan.new, plan.wildcard_after if toggled else None),
+            )
+        changed = [p for p in writes if p.changed]
         if changed:  # last_result is the answer, written once it is sent
             await conn.execute(
                 update(_hosts)
                 .where(_hosts.c.id == bindparam("host"))
                 .values(last_update_at=bindparam("at")),
                 [{"host": p.update.host.id, "at": now} for p in changed],
+            )
+        flagged = [p for p in changed if p.prefix or p.wildcard_before != p.wildcard_after]
+        if flagged:
+            await conn.execute(
+                update(_hosts)
+                .where(_hosts.c.id == bindparam("host"))
+                .values(
+                    wildcard=bindparam("wildcard"),
+                    ipv6_prefix=func.coalesce(
+                        bindparam("prefix", type_=String), _hosts.c.ipv6_prefix
+                    ),
+                ),
+                [
+                    {"host": p.update.host.id, "wildcard": p.wildcard_after, "prefix": p.prefix}
+                    for p in flagged
+                ],
             )
         if changed and self.shared:
             await _read_untouched(conn, changed)
@@ -450,10 +509,33 @@ class Writer:
             if plan.change_id < host.revision:
                 continue  # a newer change (another process's) is applied already
             host.set_records(plan.after)
+            if plan.wildcard_after != host.wildcard or plan.prefix:
+                host.change_extra(wildcard=plan.wildcard_after, prefix=plan.prefix or host.prefix)
             host.last_result = "good"
             host.revision = plan.change_id
         for zone, serial in serials.items():
             self.state.set_serial(zone, serial)
+
+
+def _with_followers(
+    work: HostUpdate, future: asyncio.Future[Outcome]
+) -> list[tuple[HostUpdate, asyncio.Future[Outcome]]]:
+    """A change and its followers' changes, for one batch: ``future`` gets the change's
+    outcome with theirs once all of them have one."""
+    if not work.followers:
+        return [(work, future)]
+    loop = asyncio.get_running_loop()
+    own: asyncio.Future[Outcome] = loop.create_future()
+    theirs: list[asyncio.Future[Outcome]] = [loop.create_future() for _ in work.followers]
+
+    def done(_: object) -> None:
+        if own.done() and all(f.done() for f in theirs) and not future.done():
+            outcome = own.result()
+            future.set_result(replace(outcome, followers=tuple(f.result() for f in theirs)))
+
+    for each in (own, *theirs):
+        each.add_done_callback(done)
+    return [(work, own), *zip(work.followers, theirs, strict=True)]
 
 
 async def _read_untouched(conn: AsyncConnection, changed: list[_Planned]) -> None:
@@ -505,16 +587,44 @@ def _changes(writes: list[_Planned], serials: Mapping[str, tuple[int, int]]) -> 
         Change(
             Kind.RECORDS,
             plan.update.host.fqdn,
-            {
-                "records": records_value(plan.after),
-                "previous": records_value({**plan.after, **plan.old}),
-                "zone": plan.update.zone.name,
-                "serial": serials[plan.update.zone.name][1],
-                "since": serials[plan.update.zone.name][0],
-            },
+            records_row(
+                plan.after,
+                {**plan.after, **plan.old},
+                (plan.wildcard_after, plan.wildcard_before),
+                plan.update.zone.name,
+                serials[plan.update.zone.name],
+                plan.prefix,
+            ),
         )
         for plan in writes
     ]
+
+
+def records_row(
+    records: Mapping[str, tuple[str, ...]],
+    previous: Mapping[str, tuple[str, ...]],
+    wildcard: tuple[bool, bool],
+    zone: str,
+    serials: tuple[int, int],
+    prefix: str | None = None,
+) -> dict[str, Any]:
+    """The value of a ``records`` row of the change log: the host's record set and
+    wildcard flag after the change and before it (``previous``), the zone's serial
+    before (``since``) and after. ``prefix``: the IPv6 prefix the change delegated."""
+    value: dict[str, Any] = {
+        "records": records_value(records),
+        "previous": records_value(previous),
+        "zone": zone,
+        "serial": serials[1],
+        "since": serials[0],
+    }
+    if wildcard[0]:
+        value["wildcard"] = True
+    if wildcard[1]:
+        value["previous_wildcard"] = True
+    if prefix:
+        value["prefix"] = prefix
+    return value
 
 
 def _history_row(plan: _Planned, now: datetime) -> dict[str, Any]:

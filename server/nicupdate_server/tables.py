@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 NAMING = {
@@ -67,15 +68,55 @@ hosts = Table(
     # Set when the host answered `abuse` (too many needless updates); `host unblock`
     # clears it.
     Column("blocked_at", TIME),
+    # `*.<fqdn>` carries the host's A and AAAA records too.
+    Column("wildcard", Boolean, server_default=false(), nullable=False),
+    # The IPv6 prefix its last update delegated (``2001:db8:1:2::/64``), which the hosts
+    # that follow it take for their AAAA record.
+    Column("ipv6_prefix", String(43)),
+    # A host that follows another's prefix: its AAAA is that prefix + its interface id.
+    Column("follows_id", ForeignKey("hosts.id", ondelete="SET NULL"), index=True),
+    Column("interface_id", String(39)),
+    Column("prefix_length", Integer),
 )
 
-# An address a host currently has: one row per (host, type, address).
+# A record a host currently has: one row per (host, type, value). A and AAAA are the
+# host's own; TXT lives at ``_acme-challenge.<fqdn>`` (ACME DNS-01).
 records = Table(
     "records",
     metadata,
     Column("host_id", ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True),
     Column("rtype", String(4), primary_key=True),
-    Column("address", String(45), primary_key=True),
+    Column("address", String(255), primary_key=True),
+)
+
+# Credentials of the acme-dns compatible API (``acmedns``): each may set the TXT
+# records of one host's ``_acme-challenge`` name, and nothing else.
+acme_accounts = Table(
+    "acme_accounts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("host_id", ForeignKey("hosts.id", ondelete="CASCADE"), index=True, nullable=False),
+    Column("username", String(64), unique=True, nullable=False),
+    # SHA-256 hex digest of the API key (a long random secret, like a host token).
+    Column("key_digest", String(64), nullable=False),
+    # acme-dns's "subdomain": the name clients send back with each update.
+    Column("subdomain", String(64), unique=True, nullable=False),
+    Column("created_at", TIME, nullable=False),
+)
+
+# TSIG keys for DNS UPDATE messages (RFC 2136) sent to the built-in DNS port: each
+# may change the A, AAAA and ``_acme-challenge`` TXT records of its owner's hosts, or
+# of one host. The secret must be kept to check signatures: the database file is 0600.
+tsig_keys = Table(
+    "tsig_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(253), unique=True, nullable=False),  # the key's DNS name
+    Column("owner_id", ForeignKey("users.id", ondelete="CASCADE"), index=True, nullable=False),
+    Column("host_id", ForeignKey("hosts.id", ondelete="CASCADE"), index=True),
+    Column("algorithm", String(32), nullable=False),  # hmac-sha256, hmac-md5, ...
+    Column("secret", String(128), nullable=False),  # base64
+    Column("created_at", TIME, nullable=False),
 )
 
 # Per-zone state that must survive restarts: the SOA serial.

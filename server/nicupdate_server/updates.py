@@ -19,7 +19,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 
-from .addresses import IPAddress, UnusableAddress, check_usable
+from .addresses import IPAddress, UnusableAddress, check_usable, in_prefix
 from .auth import Authenticator, LoginThrottled, Principal
 from .config import Config, ZoneSettings
 from .dyndns import (
@@ -32,6 +32,7 @@ from .dyndns import (
     families_of,
 )
 from .history import Recorder
+from .hostrecords import MAX_TXT, valid_txt
 from .logsummary import LogSummary
 from .names import InvalidName, normalize_fqdn
 from .ratelimit import HostLimits
@@ -43,6 +44,7 @@ from .throttle import source_of
 log = logging.getLogger("nicupdate.update")
 
 OFFLINE: Mapping[str, tuple[str, ...]] = {"A": (), "AAAA": ()}
+DEFAULT_PREFIX_LENGTH = 64
 
 
 def _never() -> bool:
@@ -158,7 +160,8 @@ class UpdateService:
         families = request.families
         if request.offline:  # both families go; addresses sent along are not set
             addresses, families = (), OFFLINE
-        elif not addresses and address_error is None:
+        elif not addresses and address_error is None and request.prefix is None:
+            # (A request that only delegates a prefix changes no address of the host.)
             if caller.address is None:
                 address_error = "no myip given and the caller's address is unknown"
             else:
@@ -168,7 +171,7 @@ class UpdateService:
         answers = [
             target
             if isinstance(target, str)
-            else self._answer_host(*target, addresses, families, address_error, caller)
+            else self._answer_host(*target, addresses, families, address_error, caller, request)
             for target in targets
         ]
         pending = [a for a in answers if not isinstance(a, str)]
@@ -210,6 +213,7 @@ class UpdateService:
         families: Mapping[str, tuple[str, ...]],
         address_error: str | None,
         caller: Caller,
+        request: UpdateRequest,
     ) -> asyncio.Future[str] | str:
         fqdn = host.fqdn
         if address_error is None:
@@ -234,7 +238,10 @@ class UpdateService:
                 extra={"host": fqdn, "caller": refusal.caller, "answer": Code.DNSERR.value},
             )
             return asyncio.ensure_future(self._refuse(refusal))
-        if all(host.addresses(rtype) == value for rtype, value in families.items()):
+        wildcard = request.wildcard if request.wildcard != host.wildcard else None
+        prefix = request.prefix if request.prefix != host.prefix else None
+        unchanged = wildcard is None and prefix is None
+        if unchanged and all(host.addresses(rtype) == value for rtype, value in families.items()):
             if fqdn in self._reconciler.behind:  # stored, but DNS has not confirmed it yet
                 return asyncio.ensure_future(self._confirm(host, families, addresses, caller))
             if self.stale():  # others may have changed it: this copy cannot vouch for it
@@ -255,8 +262,79 @@ class UpdateService:
                     extra={"host": fqdn, "caller": where, "answer": line},
                 )
             return line
-        change = HostUpdate(host, zone, families, str(caller.address or ""), caller.user_agent)
+        where = str(caller.address or "")
+        followers = self._followers(host, request.prefix, where, caller.user_agent)
+        change = HostUpdate(
+            host,
+            zone,
+            families,
+            where,
+            caller.user_agent,
+            wildcard=wildcard,
+            prefix=request.prefix,
+            followers=followers,
+        )
         return asyncio.ensure_future(self._submit(change, addresses))
+
+    def _followers(
+        self, host: HostEntry, prefix: str | None, caller: str, user_agent: str
+    ) -> tuple[HostUpdate, ...]:
+        """The changes of the hosts that follow ``host``'s IPv6 prefix, when it sends one:
+        each gets the prefix + its interface id as its AAAA record."""
+        if prefix is None:
+            return ()
+        changes = []
+        for follower in self._state.followers_of(host):
+            extra = follower.extra
+            zone = self._config.zone_for(follower.fqdn)
+            if extra is None or extra.interface_id is None or zone is None or follower.blocked:
+                continue
+            if follower.fqdn in self._config.reserved:
+                continue
+            length = extra.prefix_length or DEFAULT_PREFIX_LENGTH
+            address = in_prefix(prefix, extra.interface_id, length)
+            try:
+                check_usable(address, public_only=zone.public_only)
+            except UnusableAddress as exc:
+                log.info("%s: follows %s: %s", follower.fqdn, host.fqdn, exc)
+                continue
+            if follower.aaaa != (str(address),):
+                changes.append(
+                    HostUpdate(follower, zone, {"AAAA": (str(address),)}, caller, user_agent)
+                )
+        return tuple(changes)
+
+    async def set_txt(self, host: HostEntry, txt: str, *, caller: str, user_agent: str) -> Outcome:
+        """Add ``txt`` to the TXT records of ``host``'s ``_acme-challenge`` name, keeping
+        the newest :data:`~.hostrecords.MAX_TXT` (acme-dns's way: a wildcard and its
+        apex certificate at once); answered once DNS has it."""
+        values = host.txt if txt in host.txt else (*host.txt, txt)[-MAX_TXT:]
+        return await self.change(host, {"TXT": values}, caller=caller, user_agent=user_agent)
+
+    async def change(
+        self,
+        host: HostEntry,
+        families: Mapping[str, tuple[str, ...]],
+        *,
+        caller: str,
+        user_agent: str,
+        wildcard: bool | None = None,
+    ) -> Outcome:
+        """Replace the record sets ``families`` of ``host`` (types A, AAAA, TXT) and
+        answer once DNS has them: the path of every change other than dyndns2's."""
+        zone = self._config.zone_for(host.fqdn)
+        if zone is None or host.fqdn in self._config.reserved:
+            return Outcome(Code.NOHOST, f"{host.fqdn} is in no zone of this server")
+        bad = [v for v in families.get("TXT", ()) if not valid_txt(v)]
+        if bad or len(families.get("TXT", ())) > MAX_TXT:
+            return Outcome(
+                Code.DNSERR,
+                f"TXT: at most {MAX_TXT} values of 1-255 characters of A-Z a-z 0-9 _-=+/.:@",
+            )
+        change = HostUpdate(host, zone, families, caller, user_agent, wildcard=wildcard)
+        outcome = await self._commit(change)
+        self._answered(change, outcome, outcome.code.value)
+        return outcome
 
     def _block(
         self, host: HostEntry, families: Mapping[str, tuple[str, ...]], caller: Caller
@@ -328,16 +406,39 @@ class UpdateService:
         )
 
     async def _submit(self, change: HostUpdate, addresses: tuple[IPAddress, ...]) -> str:
-        outcome: Outcome = await self._writer.submit(change)
-        stored = outcome.stored
-        if outcome.code is Code.GOOD:  # stored: now wait for DNS
-            outcome = await self._reconciler.confirm(change.host.fqdn, self._deadline)
+        outcome = await self._commit(change)
         if outcome.code in SUCCESS_CODES:  # 911 and dnserr are not the client's doing
             self.host_limits.spend(change.host.id)
         line = answer_line(outcome.code, addresses)
+        self._answered(change, outcome, line)
+        return line
+
+    async def _commit(self, change: HostUpdate) -> Outcome:
+        """Store ``change`` (with its followers'), then wait for DNS to have it all: the
+        outcome of ``change``'s host (with ``stored`` as the writer gave it)."""
+        outcome: Outcome = await self._writer.submit(change)
+        stored = outcome.stored
+        if outcome.code is not Code.GOOD:
+            return outcome
+        names = [change.host.fqdn, *(f.host.fqdn for f in change.followers)]
+        confirmed = await asyncio.gather(
+            *(self._reconciler.confirm(name, self._deadline) for name in names)
+        )
+        for follower, stored_follower, result in zip(
+            change.followers, outcome.followers, confirmed[1:], strict=True
+        ):
+            self._answered(
+                follower,
+                Outcome(result.code, result.reason, stored_follower.stored),
+                result.code.value,
+            )
+        return Outcome(confirmed[0].code, confirmed[0].reason, stored)
+
+    def _answered(self, change: HostUpdate, outcome: Outcome, line: str) -> None:
+        """The history row of an answered change, and its log line."""
         host = change.host
-        if stored is not None:  # its history row, with the answer as sent
-            self._recorder.answered(change, stored, outcome.code, line, outcome.reason)
+        if outcome.stored is not None:  # its history row, with the answer as sent
+            self._recorder.answered(change, outcome.stored, outcome.code, line, outcome.reason)
         elif outcome.code is Code.NOCHG:  # the same change came just before, in one batch
             self._recorder.nochg(host)
         else:  # not stored: the writer keeps its row until the database takes writes
@@ -350,4 +451,3 @@ class UpdateService:
             change.user_agent or "no user agent",
             extra={"host": host.fqdn, "caller": change.caller, "answer": line},
         )
-        return line

@@ -7,6 +7,12 @@ tests below then run against that provider as they are::
     class TestCloudflare(BackendContract):
         @pytest.fixture
         def harness(self, tmp_path): ...
+
+Besides a host's own A and AAAA records, a backend gets its wildcard owner ``*.<fqdn>``
+(A, AAAA) and its ``_acme-challenge.<fqdn>`` owner (TXT, ACME tokens). The checks of
+those are functions (:func:`check_wildcard`, :func:`check_txt`), so that a backend tested
+against real servers (rfc2136) runs them too. A backend that can be read back (it has
+``read``) must read all of them back as they were applied.
 """
 
 from __future__ import annotations
@@ -29,6 +35,14 @@ from nicupdate_server.config import ZoneSettings
 T = TypeVar("T")
 ZONE_NAME = "home.example.test"
 HOME = f"router.{ZONE_NAME}"
+WILDCARD = f"*.{HOME}"
+ACME = f"_acme-challenge.{HOME}"
+# ACME DNS-01 tokens as ACME servers make them: 43 characters of base64url.
+TOKENS = (
+    "LHDhK3oGRvkiefQnx7OOczTY5Tic_xZ6HcMOc_gmtoM",
+    "Cvq0uV9ONeV2wpM1eQ9Jm-K4_7xQ0GJdSd8AiEpM-Ho",
+    "wyZ-0n6Ei2fU4sV7Zr7pQa1xoDHgJeB3mT_5kLqN9cE",
+)
 
 
 class Harness(Protocol):
@@ -37,13 +51,20 @@ class Harness(Protocol):
     zone: ZoneSettings
     secret: str  # the credential the backend was given: never in a message or a log
     batches: bool  # whether many hosts go out in one write call (Route 53)
+    # Whether the provider holds TXT records; one that does not (a dyndns2 relay) must
+    # refuse them with a PermanentBackendError that says so.
+    txt: bool
+    # Optional, default False: the backend keeps no state and sends every change it gets
+    # (rfc2136; the reconciler sends only what changed), so an unchanged value is written.
+    # stateless: bool
 
     def backend(self) -> Backend:
         """A backend instance (the same one on every call within a test)."""
         ...
 
     def records(self, fqdn: str, rtype: str) -> list[str]:
-        """The addresses the provider holds for ``fqdn`` and ``rtype``, sorted."""
+        """The addresses (or TXT values, unquoted) the provider holds for ``fqdn`` and
+        ``rtype``, sorted; for a wildcard owner, what the provider holds at ``*.<fqdn>``."""
         ...
 
     def ttl(self, fqdn: str, rtype: str) -> int | None:
@@ -72,6 +93,20 @@ def run(work: Callable[[], Awaitable[T]]) -> T:
 
 def apply(harness: Harness, *changes: tuple[str, str, tuple[str, ...]]) -> None:
     apply_with(harness.backend(), harness.zone, *changes)
+
+
+def read_back(harness: Harness, names: list[str]) -> dict[tuple[str, str], tuple[str, ...]]:
+    """``backend.read`` of ``names`` in the harness's zone, then close."""
+    backend: Any = harness.backend()
+
+    async def work() -> dict[tuple[str, str], tuple[str, ...]]:
+        try:
+            found: dict[tuple[str, str], tuple[str, ...]] = await backend.read(harness.zone, names)
+            return found
+        finally:
+            await backend.close()
+
+    return run(work)
 
 
 def apply_with(
@@ -164,3 +199,110 @@ class BackendContract:
         assert harness.secret not in message
         assert harness.secret not in caplog.text
         assert harness.secret not in repr(harness.backend())
+
+    # -- wildcard and ACME owners ------------------------------------------------------
+
+    def test_a_wildcard_owner_is_set_and_removed(self, harness: Any) -> None:
+        check_wildcard(harness)
+
+    def test_txt_values_are_set_replaced_and_removed(self, harness: Any) -> None:
+        check_txt(harness)
+
+    def test_a_host_its_wildcard_and_its_txt_in_one_apply(self, harness: Any) -> None:
+        check_all_owners_at_once(harness)
+
+
+def readable(harness: Any) -> bool:
+    return hasattr(harness.backend(), "read")
+
+
+def stateless(harness: Any) -> bool:
+    return bool(getattr(harness, "stateless", False))
+
+
+def check_wildcard(harness: Any) -> None:
+    """A wildcard owner gets the host's addresses, is read back, and goes again; the
+    host's own records stay."""
+    apply(
+        harness,
+        (HOME, "A", ("203.0.113.7",)),
+        (HOME, "AAAA", ("2001:db8::7",)),
+        (WILDCARD, "A", ("203.0.113.7",)),
+        (WILDCARD, "AAAA", ("2001:db8::7",)),
+    )
+    assert harness.records(WILDCARD, "A") == ["203.0.113.7"]
+    assert harness.records(WILDCARD, "AAAA") == ["2001:db8::7"]
+    assert harness.records(HOME, "A") == ["203.0.113.7"]
+    if harness.ttl(WILDCARD, "A") is not None:
+        assert harness.ttl(WILDCARD, "A") == harness.zone.ttl
+    if readable(harness):
+        assert read_back(harness, [HOME, WILDCARD]) == {
+            (HOME, "A"): ("203.0.113.7",),
+            (HOME, "AAAA"): ("2001:db8::7",),
+            (WILDCARD, "A"): ("203.0.113.7",),
+            (WILDCARD, "AAAA"): ("2001:db8::7",),
+        }
+    before = harness.writes()
+    apply(harness, (WILDCARD, "A", ("203.0.113.7",)))  # unchanged: no write
+    assert harness.writes() == before or stateless(harness)
+    apply(harness, (WILDCARD, "A", ()), (WILDCARD, "AAAA", ()))
+    assert harness.records(WILDCARD, "A") == []
+    assert harness.records(WILDCARD, "AAAA") == []
+    assert harness.records(HOME, "A") == ["203.0.113.7"]
+    assert harness.records(HOME, "AAAA") == ["2001:db8::7"]
+    if readable(harness):
+        assert read_back(harness, [WILDCARD]) == {(WILDCARD, "A"): (), (WILDCARD, "AAAA"): ()}
+
+
+def check_txt(harness: Any) -> None:
+    """Two ACME tokens at ``_acme-challenge.<fqdn>``, replaced by one, then removed;
+    each state read back where the backend reads. A backend without TXT refuses them."""
+    if not harness.txt:
+        before = harness.writes()
+        with pytest.raises(PermanentBackendError) as raised:
+            apply(harness, (ACME, "TXT", TOKENS[:2]))
+        assert "cannot hold TXT records" in str(raised.value)
+        assert harness.backend().name in str(raised.value)
+        assert harness.writes() == before
+        apply(harness, (ACME, "TXT", ()))  # removing what it cannot hold is done already
+        assert harness.writes() == before
+        return
+    apply(harness, (ACME, "TXT", TOKENS[:2]))
+    assert harness.records(ACME, "TXT") == sorted(TOKENS[:2])
+    if harness.ttl(ACME, "TXT") is not None:
+        assert harness.ttl(ACME, "TXT") == harness.zone.ttl
+    if readable(harness):
+        assert read_back(harness, [ACME]) == {(ACME, "TXT"): tuple(sorted(TOKENS[:2]))}
+    before = harness.writes()
+    apply(harness, (ACME, "TXT", (TOKENS[1], TOKENS[0])))  # the same two: no write
+    assert harness.writes() == before or stateless(harness)
+    assert harness.records(ACME, "TXT") == sorted(TOKENS[:2])
+    apply(harness, (ACME, "TXT", (TOKENS[2],)))
+    assert harness.records(ACME, "TXT") == [TOKENS[2]]
+    if readable(harness):
+        assert read_back(harness, [ACME]) == {(ACME, "TXT"): (TOKENS[2],)}
+    apply(harness, (ACME, "TXT", ()))
+    assert harness.records(ACME, "TXT") == []
+    if readable(harness):
+        assert read_back(harness, [ACME]) == {(ACME, "TXT"): ()}
+
+
+def check_all_owners_at_once(harness: Any) -> None:
+    """A host, its wildcard and its TXT records in one apply land together; a host with
+    all of them removed has none left."""
+    everything = [
+        (HOME, "A", ("203.0.113.7",)),
+        (WILDCARD, "A", ("203.0.113.7",)),
+        (ACME, "TXT", (TOKENS[0],)),
+    ]
+    if not harness.txt:
+        everything.pop()
+    apply(harness, *everything)
+    assert harness.records(HOME, "A") == ["203.0.113.7"]
+    assert harness.records(WILDCARD, "A") == ["203.0.113.7"]
+    if harness.txt:
+        assert harness.records(ACME, "TXT") == [TOKENS[0]]
+    apply(harness, (HOME, "A", ()), (WILDCARD, "A", ()), (ACME, "TXT", ()))
+    assert harness.records(HOME, "A") == []
+    assert harness.records(WILDCARD, "A") == []
+    assert harness.records(ACME, "TXT") == []

@@ -5,6 +5,9 @@
 machine (paths, port 53, the zone and key names), start the server on a free loopback
 port in a temporary directory and yield a :class:`Primary`. A test can stop and start it
 again, change records behind nicupdate's back, and look at what it serves.
+
+BIND's ``update-policy`` grant is set to the types nicupdate writes (A, AAAA, and TXT
+for ACME challenges), or to the ``update_types`` a test gives.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from tests.server.process import stop_by_pid
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 READY_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
+UPDATE_TYPES = "A AAAA TXT"  # what nicupdate's key updates: addresses, ACME challenges
 
 # Lines the fixture adds to the example named.conf: no rndc channel (several test
 # servers run at once), and the log on stderr without a line per changed record.
@@ -118,8 +122,11 @@ class Primary:
         return dns.query.tcp(query, self.host, port=self.port, timeout=5)
 
     def query(self, name: str, rdtype: str) -> list[str]:
-        """The addresses the primary serves for ``name``, sorted."""
+        """The records the primary serves for ``name``, sorted: addresses (or other
+        records) as text, TXT records as their value (the strings joined, unquoted)."""
         answer = self._ask(name, rdtype).answer
+        if rdtype == "TXT":
+            return sorted(b"".join(rdata.strings).decode() for rrset in answer for rdata in rrset)
         return sorted(rdata.to_text() for rrset in answer for rdata in rrset)
 
     def ttl(self, name: str, rdtype: str) -> int | None:
@@ -140,7 +147,10 @@ class Primary:
     # -- changing it -------------------------------------------------------------------
 
     def edit(self, name: str, rdtype: str, addresses: list[str], ttl: int = 60) -> None:
-        """Change a record set behind nicupdate's back (empty ``addresses``: delete it)."""
+        """Change a record set behind nicupdate's back (empty ``addresses``: delete it).
+        TXT values are given unquoted."""
+        if rdtype == "TXT":
+            addresses = [f'"{value}"' for value in addresses]
         if self.kind == "bind":
             self._nsupdate(name, rdtype, addresses, ttl)
         else:
@@ -268,9 +278,11 @@ def bind_config(
     dynamic: bool,
     transfer: bool,
     more_zones: tuple[str, ...] = (),
+    update_types: str = UPDATE_TYPES,
 ) -> str:
     """deploy/bind/named.conf, rewritten to run in ``directory`` on ``port``; each of
-    ``more_zones`` gets a copy of the example's zone clause."""
+    ``more_zones`` gets a copy of the example's zone clause. The key may update the
+    ``update_types`` (a dynamic zone) or nothing."""
     source = DEPLOY / "bind" / "named.conf"
     text = source.read_text()
     clause = re.search(r'^zone "dyn\.example\.com" \{.*?^\};\n', text, re.M | re.S)
@@ -278,8 +290,11 @@ def bind_config(
         raise RuntimeError(f"{source} has no zone clause: update tests/server/primaries.py")
     for extra in more_zones:
         text += "\n" + clause.group(0).replace("dyn.example.com", extra)
-    if not dynamic:
-        text = rewrite(text, [("update-policy { grant ddns-key zonesub A AAAA; };", "")], source)
+    policy = re.compile(r"update-policy \{ grant ddns-key zonesub [A-Z ]+; \};")
+    if policy.search(text) is None:
+        raise RuntimeError(f"{source} has no update-policy grant: update tests/server/primaries.py")
+    grant = f"update-policy {{ grant ddns-key zonesub {update_types}; }};" if dynamic else ""
+    text = policy.sub(grant, text)
     if not transfer:
         text = rewrite(
             text, [("allow-transfer { key ddns-key; };", "allow-transfer { none; };")], source
@@ -310,6 +325,7 @@ def running_bind(
     dynamic: bool = True,
     transfer: bool = True,
     more_zones: tuple[str, ...] = (),
+    update_types: str = UPDATE_TYPES,
 ) -> Iterator[Primary]:
     """Run named with the shipped example configuration; stop it by PID afterwards."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -329,6 +345,7 @@ def running_bind(
             dynamic=dynamic,
             transfer=transfer,
             more_zones=more_zones,
+            update_types=update_types,
         )
     )
     command = ["named", "-f", "-n", "2", "-c", str(config)]

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
@@ -19,7 +20,15 @@ from nicupdate_server.backends import (
 from nicupdate_server.config import ZoneSettings
 from nicupdate_server.signing.alidns import AliyunRpcAuth
 
-from tests.server.backend_contract import HOME, ZONE_NAME, BackendContract, apply
+from tests.server.backend_contract import (
+    ACME,
+    HOME,
+    TOKENS,
+    WILDCARD,
+    ZONE_NAME,
+    BackendContract,
+    apply,
+)
 from tests.server.conftest import LiveServer
 from tests.server.fakes import serving
 from tests.server.fakes.alidns import FakeAlidns
@@ -30,6 +39,7 @@ WRITES = ("AddDomainRecord", "UpdateDomainRecord", "DeleteDomainRecord")
 
 class Harness:
     batches = False
+    txt = True
 
     def __init__(
         self,
@@ -279,6 +289,45 @@ def test_read_gives_what_alidns_holds(account: tuple[FakeAlidns, str], tmp_path:
         (f"h1.{ZONE_NAME}", "A"): (),
         (f"h1.{ZONE_NAME}", "AAAA"): (),
     }
+
+
+def test_wildcard_and_acme_records_have_the_rr_alidns_shows(
+    account: tuple[FakeAlidns, str], tmp_path: Path
+) -> None:
+    fake, url = account
+    harness = Harness(fake, url, tmp_path)
+    apply(harness, (WILDCARD, "A", ("203.0.113.7",)), (ACME, "TXT", TOKENS[:2]))
+    with fake.lock:
+        rows = sorted((r["RR"], r["Type"], r["Value"]) for r in fake.records.values())
+    assert rows == [
+        ("*.router", "A", "203.0.113.7"),
+        *sorted(("_acme-challenge.router", "TXT", token) for token in TOKENS[:2]),
+    ]
+    described = [dict(parse_qsl(seen.query)) for seen in fake.seen]
+    assert {(d["SubDomain"], d["Type"]) for d in described if "SubDomain" in d} == {
+        (WILDCARD, "A"),
+        (ACME, "TXT"),
+    }
+
+
+def test_a_txt_value_added_in_the_console_is_read_back_as_it_is(
+    account: tuple[FakeAlidns, str], tmp_path: Path
+) -> None:
+    fake, url = account
+    fake.put(ACME, "TXT", "Some Text, Case Kept")
+    harness = Harness(fake, url, tmp_path)
+    backend = harness.backend()
+
+    async def read() -> Any:
+        try:
+            return await backend.read(harness.zone, [ACME])
+        finally:
+            await backend.close()
+
+    assert asyncio.run(read()) == {(ACME, "TXT"): ("Some Text, Case Kept",)}
+    apply(harness, (ACME, "TXT", ("Some Text, Case Kept", TOKENS[0])))
+    assert fake.actions()[-1] == "AddDomainRecord"  # the kept one stays
+    assert harness.records(ACME, "TXT") == sorted(["Some Text, Case Kept", TOKENS[0]])
 
 
 # -- the fake is as strict as Alidns ---------------------------------------------------------

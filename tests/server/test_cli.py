@@ -343,9 +343,11 @@ def test_host_list_shows_addresses_last_update_and_result(live_server: LiveServe
     before = live_server.cli("host", "list").stdout.splitlines()
     assert before[0].split() == [
         "HOST", "OWNER", "A", "AAAA", "LAST", "UPDATE", "LAST", "RESULT", "LAST", "SEEN", "NOCHG",
-        "DNS", "BACKEND", "ERROR",
+        "DNS", "BACKEND", "ERROR", "MORE",
     ]  # fmt: skip
-    assert before[1].split() == [HOME, "alice", "-", "-", "-", "-", "-", "0", "applied", "-"]
+    assert before[1].split() == [
+        HOME, "alice", "-", "-", "-", "-", "-", "0", "applied", "-", "-",
+    ]  # fmt: skip
 
     auth = ("alice", PASSWORD)
     query = f"hostname={HOME}&myip=203.0.113.7,2001:db8::7"

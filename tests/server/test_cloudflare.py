@@ -21,9 +21,17 @@ from nicupdate_server.backends import (
 from nicupdate_server.backends.cloudflare import CloudflareBackend, plan_writes
 from nicupdate_server.config import ZoneSettings
 
-from tests.server.backend_contract import HOME, ZONE_NAME, BackendContract, apply
+from tests.server.backend_contract import (
+    ACME,
+    HOME,
+    TOKENS,
+    WILDCARD,
+    ZONE_NAME,
+    BackendContract,
+    apply,
+)
 from tests.server.conftest import LiveServer
-from tests.server.fakes import serving
+from tests.server.fakes import serving, txt_value
 from tests.server.fakes.cloudflare import FakeCloudflare
 from tests.server.relays import ddclient, eventually, relay_server
 
@@ -40,6 +48,7 @@ class CloudflareHarness:
     zone: ZoneSettings = field(default_factory=lambda: ZoneSettings(ZONE_NAME, "cf", ttl=120))
     secret: str = ""
     batches: bool = False
+    txt: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
     _backend: CloudflareBackend | None = None
 
@@ -55,7 +64,8 @@ class CloudflareHarness:
         return self._backend
 
     def records(self, fqdn: str, rtype: str) -> list[str]:
-        return self.fake.addresses(fqdn, rtype)
+        found = self.fake.addresses(fqdn, rtype)
+        return sorted(txt_value(c) for c in found) if rtype == "TXT" else found
 
     def ttl(self, fqdn: str, rtype: str) -> int | None:
         return self.fake.ttl(fqdn, rtype)
@@ -305,6 +315,48 @@ def test_an_answer_that_is_not_cloudflare_says_check_base_url(
     assert "is not from the Cloudflare API v4" in str(raised.value)
     assert "(check backends.cf.base_url (http://127.0.0.1:" in str(raised.value)
     harness.fake.unexpected.clear()  # the fake has no such route, as expected
+
+
+def test_txt_content_goes_out_quoted_as_cloudflare_documents_it(
+    harness: CloudflareHarness,
+) -> None:
+    apply(harness, (ACME, "TXT", (TOKENS[0],)))
+    (record,) = harness.fake.find(ACME, "TXT")
+    assert record["content"] == f'"{TOKENS[0]}"'
+    assert (record["ttl"], record["proxied"]) == (120, False)
+
+
+def test_a_txt_value_made_bare_in_the_dashboard_is_the_same_value(
+    harness: CloudflareHarness,
+) -> None:
+    harness.fake.add_record(ACME, "TXT", TOKENS[0], ttl=120)  # unquoted, as people type it
+    apply(harness, (ACME, "TXT", (TOKENS[0],)))
+    assert harness.writes() == 0
+    apply(harness, (ACME, "TXT", (TOKENS[1],)))  # changed in place, now quoted
+    assert [r["content"] for r in harness.fake.find(ACME, "TXT")] == [f'"{TOKENS[1]}"']
+    assert harness.fake.calls("PATCH", "/zones/*/dns_records/*") == 1
+
+
+def test_with_proxied_the_wildcard_is_proxied_and_txt_is_not(
+    harness: CloudflareHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    harness.extra = {"proxied": True}
+    harness.zone = ZoneSettings(ZONE_NAME, "cf", ttl=30)
+    with caplog.at_level(logging.WARNING, logger="nicupdate.backend"):
+        apply(
+            harness,
+            (HOME, "A", ("203.0.113.7",)),
+            (WILDCARD, "A", ("203.0.113.7",)),
+            (ACME, "TXT", TOKENS[:2]),
+        )
+    (wildcard,) = harness.fake.find(WILDCARD, "A")
+    assert (wildcard["proxied"], wildcard["ttl"]) == (True, 1)
+    assert [(r["proxied"], r["ttl"]) for r in harness.fake.find(ACME, "TXT")] == [(False, 60)] * 2
+    assert harness.records(ACME, "TXT") == sorted(TOKENS[:2])
+    assert "has ttl 30, below the provider's minimum; using 60" in caplog.text  # for TXT
+    before = harness.writes()
+    apply(harness, (ACME, "TXT", TOKENS[:2]), (WILDCARD, "A", ("203.0.113.7",)))
+    assert harness.writes() == before
 
 
 def test_repr_hides_the_token(harness: CloudflareHarness) -> None:

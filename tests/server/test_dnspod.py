@@ -3,6 +3,7 @@ checks each request's TC3-HMAC-SHA256 signature as DNSPod does."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -18,7 +19,16 @@ from nicupdate_server.backends import (
 from nicupdate_server.backends.dnspod import DnspodBackend
 from nicupdate_server.config import ZoneSettings
 
-from tests.server.backend_contract import HOME, ZONE_NAME, BackendContract, apply, run
+from tests.server.backend_contract import (
+    ACME,
+    HOME,
+    TOKENS,
+    WILDCARD,
+    ZONE_NAME,
+    BackendContract,
+    apply,
+    run,
+)
 from tests.server.conftest import LiveServer
 from tests.server.fakes import serving
 from tests.server.fakes.dnspod import DnspodFake, Record
@@ -29,6 +39,7 @@ SECRET_KEY = "nicupdate-test-SecretKey-4e1f0c9a"
 
 class Harness:
     batches = False
+    txt = True
 
     def __init__(self, fake: DnspodFake, url: str, tmp_path: Path, ttl: int = 600) -> None:
         self.fake = fake
@@ -232,6 +243,19 @@ def test_a_base_url_that_is_not_the_api_is_permanent(harness: Harness) -> None:
     assert "not a Tencent Cloud API answer" in str(raised.value)
     assert "check backends.tencent.base_url" in str(raised.value)
     harness.fake.unexpected.clear()  # the fake has no such path, as intended
+
+
+def test_wildcard_and_acme_records_are_subdomains_of_the_zone(harness: Harness) -> None:
+    apply(harness, (WILDCARD, "AAAA", ("2001:db8::7",)), (ACME, "TXT", TOKENS[:2]))
+    [wildcard] = harness.fake.find(ZONE_NAME, "*.router", "AAAA")
+    assert (wildcard.value, wildcard.line) == ("2001:db8::7", "默认")
+    challenges = harness.fake.find(ZONE_NAME, "_acme-challenge.router", "TXT")
+    assert sorted(r.value for r in challenges) == sorted(TOKENS[:2])  # unquoted
+    looked_up = [json.loads(seen.body) for seen in harness.fake.seen]
+    assert {(b["Subdomain"], b["RecordType"]) for b in looked_up if "Subdomain" in b} == {
+        ("*.router", "AAAA"),
+        ("_acme-challenge.router", "TXT"),
+    }
 
 
 # -- reading back ----------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The UPDATE messages the rfc2136 backend writes itself, read back by dnspython."""
+"""The UPDATE messages the rfc2136 backend writes itself, read back by dnspython: A and
+AAAA at host and wildcard names, TXT (ACME tokens, and any text) at _acme-challenge names."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import dns.message
 import dns.name
 import dns.opcode
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
+import dns.rdtypes.ANY.TXT
 import dns.tsig
 import dns.update
 import pytest
@@ -26,12 +29,23 @@ def make_key(algorithm: str = "hmac-sha256", name: str = "ddns-key") -> dns.tsig
     return dns.tsig.Key(name, base64.b64encode(os.urandom(32)).decode(), ALGORITHMS[algorithm])
 
 
+TOKENS = (
+    "LHDhK3oGRvkiefQnx7OOczTY5Tic_xZ6HcMOc_gmtoM",
+    "Cvq0uV9ONeV2wpM1eQ9Jm-K4_7xQ0GJdSd8AiEpM-Ho",
+)
+TEXTS = ('a "quoted" word; \\ and é', "", "x" * 255)  # any text, up to 255 bytes
 CHANGES = [
     RecordChange(f"home.{ZONE}", "A", ("203.0.113.7", "203.0.113.8")),
     RecordChange(f"home.{ZONE}", "AAAA", ("2001:db8::7",)),
+    RecordChange(f"*.home.{ZONE}", "A", ("203.0.113.7", "203.0.113.8")),  # its wildcard
+    RecordChange(f"*.home.{ZONE}", "AAAA", ()),
+    RecordChange(f"_acme-challenge.home.{ZONE}", "TXT", TOKENS),  # two ACME tokens
+    RecordChange(f"_acme-challenge.gone.{ZONE}", "TXT", ()),
+    RecordChange(f"_acme-challenge.text.{ZONE}", "TXT", TEXTS),
     RecordChange(f"Office.Branch.{ZONE}.", "A", ("198.51.100.1",)),
     RecordChange(f"gone.{ZONE}", "AAAA", ()),
     RecordChange(ZONE, "A", ("192.0.2.1",)),  # the zone apex
+    RecordChange(f"*.{ZONE}", "AAAA", ("2001:db8::1",)),  # the apex's wildcard
 ]
 
 
@@ -47,11 +61,18 @@ def reference(changes: list[RecordChange], key: dns.tsig.Key, ttl: int = 60) -> 
     message = dns.update.UpdateMessage(ZONE, keyring=key)
     for change in changes:
         name = dns.name.from_text(change.fqdn.lower())
-        if change.addresses:
+        if change.addresses and change.rtype == "TXT":  # each value one string, as it is
+            rdatas = [txt(value) for value in change.addresses]
+            message.replace(name, ttl, *rdatas)
+        elif change.addresses:
             message.replace(name, ttl, change.rtype, *change.addresses)
         else:
             message.delete(name, change.rtype)
     return dns.message.from_wire(message.to_wire(), keyring=key)
+
+
+def txt(value: str) -> dns.rdtypes.ANY.TXT.TXT:
+    return dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, dns.rdatatype.TXT, [value.encode()])
 
 
 @pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
@@ -69,6 +90,33 @@ def test_dnspython_reads_the_message_as_the_one_it_would_make(algorithm: str) ->
     assert ours.had_tsig and ours.keyname == key.name and ours.mac == signed.mac
     with pytest.raises(dns.tsig.BadSignature):
         dns.message.from_wire(signed.wire, keyring=make_key(algorithm))
+
+
+def test_txt_values_and_wildcards_read_back_as_written() -> None:
+    key = make_key()
+    ours = dns.message.from_wire(written(CHANGES, key).wire, keyring=key)
+    added: dict[str, list[str]] = {}
+    for rrset in ours.update:  # type: ignore[attr-defined]
+        if rrset.rdtype == dns.rdatatype.TXT and rrset.deleting is None:
+            values = added.setdefault(rrset.name.to_text(), [])
+            values += (b"".join(rdata.strings).decode() for rdata in rrset)
+    assert {name: sorted(values) for name, values in added.items()} == {
+        f"_acme-challenge.home.{ZONE}.": sorted(TOKENS),
+        f"_acme-challenge.text.{ZONE}.": sorted(TEXTS),
+    }
+    wildcard = [r for r in ours.update if r.name.to_text() == f"*.home.{ZONE}."]  # type: ignore[attr-defined]
+    assert [r.to_text() for r in wildcard] == [
+        f"*.home.{ZONE}. ANY A",  # delete the set, then add each address
+        f"*.home.{ZONE}. 60 IN A 203.0.113.7",
+        f"*.home.{ZONE}. 60 IN A 203.0.113.8",
+        f"*.home.{ZONE}. ANY AAAA",
+    ]
+
+
+def test_the_message_says_which_types_it_changes() -> None:
+    key = make_key()
+    assert written(CHANGES[:2], key).rtypes == {"A", "AAAA"}
+    assert written(CHANGES, key).rtypes == {"A", "AAAA", "TXT"}
 
 
 def test_the_size_is_known_before_signing() -> None:
@@ -101,6 +149,11 @@ def test_ttl_is_the_zones() -> None:
         (RecordChange(f"a..b.{ZONE}", "A", ("192.0.2.1",)), "not a valid DNS name"),
         (RecordChange(f"{'abcdefgh.' * 30}{ZONE}", "A", ()), "not a valid DNS name"),
         (RecordChange(f"bücher.{ZONE}", "A", ()), "not an ASCII"),
+        (
+            RecordChange(f"_acme-challenge.home.{ZONE}", "TXT", ("x" * 256,)),
+            "is 256 bytes long; DNS takes at most 255 in one string",
+        ),
+        (RecordChange(f"_acme-challenge.home.{ZONE}", "TXT", ("é" * 128,)), "256 bytes long"),
     ],
 )
 def test_changes_a_message_cannot_carry_are_refused(change: RecordChange, problem: str) -> None:

@@ -16,7 +16,15 @@ from nicupdate_server.backends import (
 )
 from nicupdate_server.config import ZoneSettings
 
-from tests.server.backend_contract import HOME, ZONE_NAME, BackendContract, apply
+from tests.server.backend_contract import (
+    ACME,
+    HOME,
+    TOKENS,
+    WILDCARD,
+    ZONE_NAME,
+    BackendContract,
+    apply,
+)
 from tests.server.conftest import ALICE, LiveServer
 from tests.server.fakes import serving
 from tests.server.fakes.dyndns2 import FakeDyndns2
@@ -25,6 +33,7 @@ from tests.server.relays import changed_table, eventually, refusal, relay_server
 
 class Harness:
     batches = False
+    txt = False  # a dyndns2 service holds no TXT records: the relay refuses them
 
     def __init__(self, fake: FakeDyndns2, url: str, tmp_path: Path, ttl: int = 60) -> None:
         self.fake = fake
@@ -46,7 +55,7 @@ class Harness:
         return self._backend
 
     def records(self, fqdn: str, rtype: str) -> list[str]:
-        return sorted(self.fake.records.get((fqdn, rtype), []))
+        return self.fake.served(fqdn, rtype)
 
     def ttl(self, fqdn: str, rtype: str) -> int | None:
         return None  # a dyndns2 service sets its own TTL
@@ -115,6 +124,97 @@ def test_911_backs_off_for_half_an_hour(upstream: tuple[FakeDyndns2, str], tmp_p
     with pytest.raises(TransientBackendError) as raised:
         apply(Harness(fake, url, tmp_path), (HOME, "A", ("203.0.113.7",)))
     assert raised.value.retry_after == 1800
+
+
+# -- wildcards and TXT ------------------------------------------------------------------------
+
+
+def sent(fake: FakeDyndns2) -> list[dict[str, str]]:
+    """The query of each request the service got, as a dict."""
+    return [{k: v[0] for k, v in parse_qs(seen.query).items()} for seen in fake.seen]
+
+
+def test_a_host_and_its_wildcard_are_one_request_with_wildcard_on(
+    upstream: tuple[FakeDyndns2, str], tmp_path: Path
+) -> None:
+    fake, url = upstream
+    harness = Harness(fake, url, tmp_path)
+    apply(
+        harness,
+        (HOME, "A", ("203.0.113.7",)),
+        (WILDCARD, "A", ("203.0.113.7",)),
+        (WILDCARD, "AAAA", ("2001:db8::7",)),  # the host's AAAA did not change
+    )
+    assert sent(fake) == [{"hostname": HOME, "myip": "203.0.113.7,2001:db8::7", "wildcard": "ON"}]
+    assert harness.records(WILDCARD, "AAAA") == ["2001:db8::7"]
+    # Host and wildcard removed: one request, offline and wildcard off.
+    apply(
+        harness,
+        (HOME, "A", ()),
+        (HOME, "AAAA", ()),
+        (WILDCARD, "A", ()),
+        (WILDCARD, "AAAA", ()),
+    )
+    assert sent(fake)[1:] == [{"hostname": HOME, "offline": "YES", "wildcard": "OFF"}]
+    assert fake.wildcards == set() and harness.records(HOME, "A") == []
+
+
+def test_the_wildcard_alone_is_switched_with_the_hosts_addresses(
+    upstream: tuple[FakeDyndns2, str], tmp_path: Path
+) -> None:
+    fake, url = upstream
+    harness = Harness(fake, url, tmp_path)
+    apply(harness, (HOME, "A", ("203.0.113.7",)))
+    apply(harness, (WILDCARD, "A", ("203.0.113.7",)))
+    apply(harness, (WILDCARD, "A", ()))
+    assert sent(fake) == [
+        {"hostname": HOME, "myip": "203.0.113.7"},
+        {"hostname": HOME, "myip": "203.0.113.7", "wildcard": "ON"},
+        {"hostname": HOME, "myip": "203.0.113.7", "wildcard": "OFF"},
+    ]
+    assert harness.records(HOME, "A") == ["203.0.113.7"]
+    assert harness.records(WILDCARD, "A") == []
+
+
+def test_the_wildcard_cannot_go_off_before_the_hosts_addresses_were_sent(
+    upstream: tuple[FakeDyndns2, str], tmp_path: Path
+) -> None:
+    fake, url = upstream
+    with pytest.raises(PermanentBackendError) as raised:
+        apply(Harness(fake, url, tmp_path), (WILDCARD, "A", ()), (WILDCARD, "AAAA", ()))
+    assert str(raised.value) == (
+        f"upstream (dyndns2 at 127.0.0.1): {HOME}: cannot switch its wildcard off at the "
+        "service before nicupdate has sent the host's addresses there (a dyndns2 update "
+        "needs them) (the host's next address update switches it off)"
+    )
+    assert fake.seen == []  # no update without myip: it would take this server's address
+
+
+def test_txt_records_are_refused_and_nothing_is_sent(
+    upstream: tuple[FakeDyndns2, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake, url = upstream
+    with pytest.raises(PermanentBackendError) as raised:
+        apply(Harness(fake, url, tmp_path), (HOME, "A", ("203.0.113.7",)), (ACME, "TXT", TOKENS))
+    message = str(raised.value)
+    assert message.startswith(
+        f"upstream (dyndns2 at 127.0.0.1): {ACME}: dyndns2 relays cannot hold TXT records"
+    )
+    assert not raised.value.every_name  # the reconciler finds the host; others go through
+    assert message in caplog.text
+    assert fake.seen == []
+
+
+def test_losing_one_family_does_not_take_the_host_offline(
+    upstream: tuple[FakeDyndns2, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake, url = upstream
+    harness = Harness(fake, url, tmp_path)
+    apply(harness, (HOME, "A", ("203.0.113.7",)), (HOME, "AAAA", ("2001:db8::7",)))
+    apply(harness, (HOME, "AAAA", ()))
+    assert sent(fake)[-1] == {"hostname": HOME, "myip": "203.0.113.7"}
+    assert harness.records(HOME, "A") == ["203.0.113.7"]
+    assert "dyndns2 cannot remove only the AAAA records of" in caplog.text
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from nicupdate_server.backends import (
     FACTORIES,
@@ -20,9 +21,17 @@ from nicupdate_server.backends.huaweicloud import HuaweiCloudBackend
 from nicupdate_server.config import ZoneSettings
 from nicupdate_server.signing.huawei import HuaweiSdkAuth
 
-from tests.server.backend_contract import HOME, ZONE_NAME, BackendContract, apply_with
+from tests.server.backend_contract import (
+    ACME,
+    HOME,
+    TOKENS,
+    WILDCARD,
+    ZONE_NAME,
+    BackendContract,
+    apply_with,
+)
 from tests.server.conftest import LiveServer
-from tests.server.fakes import Served, serving
+from tests.server.fakes import Served, serving, txt_value
 from tests.server.fakes.huaweicloud import FakeHuaweiCloud
 from tests.server.relays import changed_table, ddclient, eventually, refusal, relay_server
 
@@ -81,6 +90,7 @@ class HuaweiHarness:
     tmp_path: Path
     zone: ZoneSettings = ZONE
     batches: bool = False
+    txt: bool = True
     _backend: HuaweiCloudBackend | None = field(default=None, repr=False)
 
     @property
@@ -98,7 +108,8 @@ class HuaweiHarness:
         return self._backend
 
     def records(self, fqdn: str, rtype: str) -> list[str]:
-        return self.fake.records(fqdn, rtype)
+        found = self.fake.records(fqdn, rtype)
+        return sorted(txt_value(value) for value in found) if rtype == "TXT" else found
 
     def ttl(self, fqdn: str, rtype: str) -> int | None:
         return self.fake.ttl(fqdn, rtype)
@@ -272,6 +283,34 @@ def test_several_addresses_share_one_record_set(served: Served, tmp_path: Path) 
     fresh = backend_for(served, tmp_path)  # knows nothing: reads, compares, writes nothing
     apply(fresh, (HOME, "A", ("203.0.113.7", "203.0.113.8")), (HOME, "AAAA", ("2001:db8::7",)))
     assert fake.writes == writes
+
+
+def test_txt_values_go_out_in_quotation_marks_and_a_wildcard_by_its_name(
+    served: Served, tmp_path: Path
+) -> None:
+    fake: FakeHuaweiCloud = served.fake
+    backend = backend_for(served, tmp_path)
+    apply(backend, (ACME, "TXT", (TOKENS[1], TOKENS[0])), (WILDCARD, "A", ("203.0.113.7",)))
+    txt, wildcard = fake.find(ACME, "TXT"), fake.find(WILDCARD, "A")
+    assert txt is not None and wildcard is not None
+    assert (txt["name"], txt["records"]) == (f"{ACME}.", [f'"{t}"' for t in sorted(TOKENS[:2])])
+    assert (wildcard["name"], wildcard["records"]) == (f"{WILDCARD}.", ["203.0.113.7"])
+    writes = fake.writes
+    fresh = backend_for(served, tmp_path)  # reads the quoted values: the same two, no write
+    apply(fresh, (ACME, "TXT", TOKENS[:2]))
+    assert fake.writes == writes
+
+
+def test_a_txt_value_without_quotation_marks_is_refused_by_the_fake(served: Served) -> None:
+    fake: FakeHuaweiCloud = served.fake
+    zone_id = fake.zone_id(ZONE_NAME)
+    auth = HuaweiSdkAuth(fake.access_key, fake.secret_key)
+    body = {"name": f"{ACME}.", "type": "TXT", "ttl": 60, "records": [TOKENS[0]]}
+    answer = httpx.post(
+        f"{served.url}/v2/zones/{zone_id}/recordsets", json=body, auth=auth, trust_env=False
+    )
+    assert (answer.status_code, answer.json()["code"]) == (400, "DNS.0308")
+    assert fake.find(ACME, "TXT") is None
 
 
 def test_a_record_set_created_behind_our_back_is_taken_over(served: Served, tmp_path: Path) -> None:

@@ -40,7 +40,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from tests.server.backend_contract import HOME, ZONE_NAME, BackendContract, apply, run
+from tests.server.backend_contract import (
+    ACME,
+    HOME,
+    TOKENS,
+    WILDCARD,
+    ZONE_NAME,
+    BackendContract,
+    apply,
+    run,
+)
 from tests.server.conftest import ALICE
 from tests.server.fakes import FakeProvider, serving
 from tests.server.primaries import Primary, free_port, running_powerdns
@@ -153,6 +162,7 @@ class PdnsHarness:
     url: str
     key_file: Path
     batches: bool = False
+    txt: bool = True
     _backend: LexiconBackend | None = None
 
     def backend(self) -> LexiconBackend:
@@ -209,6 +219,16 @@ def test_several_addresses_are_one_set_and_shrink_to_one(harness: PdnsHarness) -
     assert harness.writes() == before
     apply(harness, (HOME, "AAAA", ("2001:db8::2",)))
     assert harness.records(HOME, "AAAA") == ["2001:db8::2"]
+
+
+def test_acme_tokens_and_a_wildcard_are_served_by_powerdns(harness: PdnsHarness) -> None:
+    apply(harness, (ACME, "TXT", TOKENS[:2]), (WILDCARD, "A", ("203.0.113.7",)))
+    primary = harness.api.primary
+    assert sorted(primary.dig(ACME, "TXT").splitlines()) == [f'"{t}"' for t in sorted(TOKENS[:2])]
+    assert primary.dig(f"www.{HOME}", "A") == "203.0.113.7\n"  # the wildcard answers
+    before = harness.writes()
+    apply(harness, (ACME, "TXT", (TOKENS[1], TOKENS[0])))  # listed unquoted: the same two
+    assert harness.writes() == before
 
 
 def test_the_zone_apex_can_be_set(harness: PdnsHarness) -> None:

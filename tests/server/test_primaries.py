@@ -82,6 +82,42 @@ def test_edit_replaces_and_deletes_behind_the_back(primary: Primary) -> None:
     assert primary.query(HOST, "A") == []
 
 
+def test_the_key_may_update_wildcard_names_and_txt_records(primary: Primary) -> None:
+    key = dns.tsig.Key(primary.key_name, primary.secret, primary.algorithm)
+    message = dns.update.UpdateMessage(primary.zone, keyring=key)
+    message.replace(f"*.{HOST}.", 60, "A", "203.0.113.8")
+    message.replace(f"_acme-challenge.{HOST}.", 60, "TXT", '"token-1"', '"token 2"')
+    answer = dns.query.tcp(message, primary.host, port=primary.port, timeout=5)
+    assert answer.rcode() == dns.rcode.NOERROR
+    assert primary.query(f"*.{HOST}", "A") == ["203.0.113.8"]
+    assert primary.dig(f"www.{HOST}", "A") == "203.0.113.8\n"
+    assert primary.query(f"_acme-challenge.{HOST}", "TXT") == ["token 2", "token-1"]
+
+
+def test_edit_takes_txt_values_unquoted(primary: Primary) -> None:
+    primary.edit(f"_acme-challenge.{HOST}", "TXT", ["a token", "another"])
+    assert primary.query(f"_acme-challenge.{HOST}", "TXT") == ["a token", "another"]
+    assert sorted(primary.dig(f"_acme-challenge.{HOST}", "TXT").splitlines()) == [
+        '"a token"',
+        '"another"',
+    ]
+    primary.edit(f"_acme-challenge.{HOST}", "TXT", [])
+    assert primary.query(f"_acme-challenge.{HOST}", "TXT") == []
+
+
+def test_a_bind_key_granted_fewer_types_is_refused_the_others(tmp_path: Path) -> None:
+    with running_bind(tmp_path, update_types="A AAAA") as bind:
+        assert "update-policy { grant ddns-key zonesub A AAAA; };" in (
+            (bind.directory / "named.conf").read_text()
+        )
+        key = dns.tsig.Key(bind.key_name, bind.secret, bind.algorithm)
+        message = dns.update.UpdateMessage(bind.zone, keyring=key)
+        message.replace(f"_acme-challenge.{HOST}.", 60, "TXT", '"token"')
+        answer = dns.query.tcp(message, bind.host, port=bind.port, timeout=5)
+        assert answer.rcode() == dns.rcode.REFUSED
+        assert signed_update(bind, HOST, "203.0.113.9") == dns.rcode.NOERROR
+
+
 def test_stop_and_start_keep_port_and_data(primary: Primary) -> None:
     assert signed_update(primary, HOST, "203.0.113.9") == dns.rcode.NOERROR
     pid, port = primary.pid, primary.port

@@ -10,6 +10,7 @@ import math
 import sqlite3
 import tomllib
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +29,17 @@ from nicupdate_server.backends.base import RType
 from nicupdate_server.backends.rfc2136 import Rfc2136Backend
 from nicupdate_server.config import ZoneSettings
 
+from tests.server.backend_contract import (
+    ACME,
+    HOME,
+    TOKENS,
+    WILDCARD,
+    ZONE_NAME,
+    check_all_owners_at_once,
+    check_txt,
+    check_wildcard,
+    read_back,
+)
 from tests.server.primaries import Primary, run, running_bind, running_powerdns
 
 T = TypeVar("T")
@@ -289,6 +301,129 @@ def test_read_returns_what_the_primary_has(kind: str, transfer: bool, tmp_path: 
             (h2, "A"): (),
             (h2, "AAAA"): ("2001:db8::2",),
         }
+
+
+# -- wildcard names and TXT records (ACME challenges) -------------------------------------
+
+
+@dataclass
+class PrimaryHarness:
+    """The backend contract's view of a primary serving home.example.test."""
+
+    primary: Primary
+    zone: ZoneSettings = field(default_factory=lambda: ZoneSettings(ZONE_NAME, "primary", ttl=60))
+    batches: bool = True
+    txt: bool = True
+    stateless: bool = True  # every change is sent: the reconciler sends only what changed
+    _backend: Rfc2136Backend | None = None
+
+    @property
+    def secret(self) -> str:
+        return self.primary.secret
+
+    def backend(self) -> Rfc2136Backend:
+        if self._backend is None:
+            self._backend = backend_for(self.primary)
+        return self._backend
+
+    def records(self, fqdn: str, rtype: str) -> list[str]:
+        return self.primary.query(fqdn, rtype)
+
+    def ttl(self, fqdn: str, rtype: str) -> int | None:
+        return self.primary.ttl(fqdn, rtype)
+
+    def writes(self) -> int:
+        return self.backend().messages_sent
+
+
+@pytest.fixture(params=[True, False], ids=["axfr", "queries"])
+def home(request: pytest.FixtureRequest, primary_kind: str, tmp_path: Path) -> Iterator[Primary]:
+    """A primary of home.example.test, read back by AXFR or, refused that, by queries."""
+    with RUNNERS[primary_kind](tmp_path, zone=ZONE_NAME, transfer=request.param) as running:
+        yield running
+
+
+@pytest.fixture(params=sorted(RUNNERS))
+def primary_kind(request: pytest.FixtureRequest) -> str:
+    kind: str = request.param
+    return kind
+
+
+def test_a_wildcard_owner_is_set_read_back_and_removed(home: Primary) -> None:
+    check_wildcard(PrimaryHarness(home))
+
+
+def test_txt_values_are_set_read_back_replaced_and_removed(home: Primary) -> None:
+    check_txt(PrimaryHarness(home))
+
+
+def test_a_host_its_wildcard_and_its_txt_go_in_one_message(home: Primary) -> None:
+    harness = PrimaryHarness(home)
+    check_all_owners_at_once(harness)
+    assert harness.writes() == 2
+
+
+def test_what_dig_shows_for_the_wildcard_and_the_acme_challenge(home: Primary) -> None:
+    harness = PrimaryHarness(home)
+    backend = harness.backend()
+    update = ZoneChange(
+        harness.zone,
+        0,
+        [
+            RecordChange(HOME, "A", ("203.0.113.7",)),
+            RecordChange(WILDCARD, "A", ("203.0.113.7",)),
+            RecordChange(ACME, "TXT", (TOKENS[0],)),
+        ],
+    )
+    run_with(backend, lambda: backend.apply(update))
+    assert home.dig(f"www.{HOME}", "A") == "203.0.113.7\n"  # any name below the host
+    assert home.dig(f"a.b.{HOME}", "A") == "203.0.113.7\n"
+    assert home.dig(ACME, "TXT") == f'"{TOKENS[0]}"\n'
+    assert home.dig(f"www.{HOME}", "TXT") == ""  # the wildcard holds addresses only
+
+
+def test_txt_text_with_quotes_and_spaces_goes_through_as_it_is(home: Primary) -> None:
+    harness = PrimaryHarness(home)
+    text = 'v=1; a "quoted" word \\ é'
+    backend = harness.backend()
+    update = ZoneChange(harness.zone, 0, [RecordChange(ACME, "TXT", (text, "x" * 255))])
+    run_with(backend, lambda: backend.apply(update))
+    assert home.query(ACME, "TXT") == sorted([text, "x" * 255])
+    assert read_back(harness, [ACME]) == {(ACME, "TXT"): tuple(sorted([text, "x" * 255]))}
+
+
+def test_a_txt_value_too_long_for_dns_is_permanent(primary: Primary) -> None:
+    backend = backend_for(primary)
+    update = change((f"_acme-challenge.{H1}", "TXT", ("x" * 256,)))
+    with pytest.raises(PermanentBackendError) as raised:
+        run_with(backend, lambda: backend.apply(update))
+    assert "is 256 bytes long; DNS takes at most 255 in one string" in str(raised.value)
+    assert backend.messages_sent == 0
+
+
+def test_a_bind_key_allowed_only_addresses_refuses_txt_and_says_to_grant_it(
+    tmp_path: Path,
+) -> None:
+    # deploy/bind/named.conf before TXT: update-policy { grant ddns-key zonesub A AAAA; };
+    with running_bind(tmp_path, update_types="A AAAA") as bind:
+        backend = backend_for(bind)
+        run_with(backend, lambda: backend.apply(change((H1, "A", ("203.0.113.1",)))))
+        acme = f"_acme-challenge.{H1}"
+        update = change((H1, "A", ("203.0.113.2",)), (acme, "TXT", (TOKENS[0],)))
+        with pytest.raises(PermanentBackendError) as raised:
+            run_with(backend, lambda: backend.apply(update))
+        assert bind.query(H1, "A") == ["203.0.113.1"]  # the message is applied all or nothing
+        assert bind.query(acme, "TXT") == []
+        # About the TXT records, not the zone: the reconciler finds the hosts that have
+        # them, and the other hosts' changes go through.
+        assert not raised.value.every_name
+        run_with(backend, lambda: backend.apply(change((H1, "A", ("203.0.113.2",)))))
+        assert bind.query(H1, "A") == ["203.0.113.2"]
+    assert str(raised.value).startswith(
+        f"primary 127.0.0.1:{bind.port} refused the update of dyn.example.test: REFUSED "
+        "(the key may not update TXT records (ACME challenges), or not this zone at all: "
+        "grant it TXT too, in BIND update-policy { grant ddns-key zonesub A AAAA TXT; }"
+    )
 
 
 def test_read_of_a_stopped_primary_is_transient(tmp_path: Path) -> None:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from nicupdate_server.backends import (
     PermanentBackendError,
@@ -18,11 +19,29 @@ from nicupdate_server.backends import (
 )
 from nicupdate_server.backends.route53 import Route53Backend
 from nicupdate_server.config import ZoneSettings
+from nicupdate_server.signing.sigv4 import SigV4Auth
 
-from tests.server.backend_contract import HOME, ZONE_NAME, BackendContract, apply_with, run
+from tests.server.backend_contract import (
+    ACME,
+    HOME,
+    TOKENS,
+    WILDCARD,
+    ZONE_NAME,
+    BackendContract,
+    apply_with,
+    run,
+)
 from tests.server.conftest import LiveServer
-from tests.server.fakes import Served, serving
-from tests.server.fakes.route53 import ACCESS_KEY_ID, Moto, Route53Proxy, running_moto
+from tests.server.fakes import Served, serving, txt_value
+from tests.server.fakes.route53 import (
+    ACCESS_KEY_ID,
+    API,
+    REGION,
+    SERVICE,
+    Moto,
+    Route53Proxy,
+    running_moto,
+)
 from tests.server.relays import changed_table, ddclient, eventually, refusal, relay_server
 
 # AWS's documentation example secret (not a real one).
@@ -75,6 +94,7 @@ class Route53Harness:
     zone: ZoneSettings = ZONE
     secret: str = SECRET
     batches: bool = True
+    txt: bool = True
     options: dict[str, Any] = field(default_factory=dict)
     zone_id: str = ""
     _backend: Route53Backend | None = None
@@ -97,7 +117,8 @@ class Route53Harness:
 
     def records(self, fqdn: str, rtype: str) -> list[str]:
         found = self.moto.record_set(self.zone_id, fqdn, rtype)
-        return sorted(found[1]) if found else []
+        values = found[1] if found else []
+        return sorted(txt_value(v) for v in values) if rtype == "TXT" else sorted(values)
 
     def ttl(self, fqdn: str, rtype: str) -> int | None:
         found = self.moto.record_set(self.zone_id, fqdn, rtype)
@@ -397,6 +418,81 @@ def test_read_returns_what_route53_holds(harness: Route53Harness) -> None:
     # What it read replaces what it kept: the old value is written again.
     apply(backend, (HOME, "A", ("203.0.113.7",)))
     assert harness.records(HOME, "A") == ["203.0.113.7"]
+
+
+def test_txt_values_go_out_in_quotation_marks(harness: Route53Harness) -> None:
+    backend = harness.backend()
+    apply(backend, (ACME, "TXT", (TOKENS[0], 'a "quoted" word')))
+    assert harness.moto.record_set(harness.zone_id, ACME, "TXT") == (
+        60,
+        [f'"{TOKENS[0]}"', '"a \\"quoted\\" word"'],
+    )
+    assert read(backend, [ACME]) == {(ACME, "TXT"): tuple(sorted((TOKENS[0], 'a "quoted" word')))}
+    apply(backend, (ACME, "TXT", ()))  # a DELETE restating the quoted values exactly
+    assert harness.records(ACME, "TXT") == []
+
+
+def test_txt_values_written_otherwise_in_the_console_read_back_as_their_text(
+    harness: Route53Harness,
+) -> None:
+    # Several strings in one value, Route 53's octal escapes (\\101 is "A"), a bare token.
+    values = ['"two " "strings"', '"\\101 \\"b\\" \\\\"', f'"{TOKENS[0]}"']
+    harness.moto.change(harness.zone_id, "UPSERT", ACME, "TXT", 60, values)
+    texts = tuple(sorted(["two strings", 'A "b" \\', TOKENS[0]]))
+    assert read(harness.backend(), [ACME]) == {(ACME, "TXT"): texts}
+    apply(harness.backend(), (ACME, "TXT", texts))  # the same values: nothing to write
+    assert harness.writes() == 0
+    apply(harness.backend(), (ACME, "TXT", (TOKENS[0],)))  # the others go
+    assert harness.records(ACME, "TXT") == [TOKENS[0]]
+
+
+def test_txt_text_beyond_ascii_goes_out_in_octal_escapes(harness: Route53Harness) -> None:
+    backend = harness.backend()
+    apply(backend, (ACME, "TXT", ("café",)))
+    assert harness.moto.record_set(harness.zone_id, ACME, "TXT") == (60, ['"caf\\303\\251"'])
+    assert read(backend, [ACME]) == {(ACME, "TXT"): ("café",)}
+
+
+def test_route53_lists_a_wildcard_as_052_and_the_backend_maps_it_back(
+    harness: Route53Harness,
+) -> None:
+    harness.moto.change(harness.zone_id, "UPSERT", WILDCARD, "A", 60, ["192.0.2.66"])
+    auth = SigV4Auth(ACCESS_KEY_ID, SECRET, REGION, SERVICE)
+    listing = httpx.get(
+        f"{harness.proxy.url}{API}/hostedzone/{harness.zone_id}/rrset", auth=auth, trust_env=False
+    )
+    assert f"<Name>\\052.{HOME}.</Name>" in listing.text  # as Route 53 spells it
+    backend = harness.backend()
+    assert read(backend, [WILDCARD]) == {(WILDCARD, "A"): ("192.0.2.66",), (WILDCARD, "AAAA"): ()}
+    apply(backend, (WILDCARD, "A", ()))  # known from the listing: a DELETE, no lookup
+    assert harness.records(WILDCARD, "A") == []
+    assert harness.paths()[-1] == f"POST {API}/hostedzone/{harness.zone_id}/rrset/"
+
+
+def test_a_wildcard_set_unknown_to_the_backend_is_read_with_its_escaped_name(
+    harness: Route53Harness,
+) -> None:
+    harness.moto.change(harness.zone_id, "UPSERT", WILDCARD, "AAAA", 60, ["2001:db8::66"])
+    apply(harness.backend(), (WILDCARD, "AAAA", ("2001:db8::66",)))
+    rrsets = f"{API}/hostedzone/{harness.zone_id}/rrset"
+    assert harness.paths() == [LOOKUP, f"GET {rrsets}"]  # read, found right: no write
+    read_one = harness.fake.seen[-1]
+    assert "name=%5C052.router.home.example.test." in read_one.query
+
+
+def test_the_proxy_refuses_a_txt_value_without_quotation_marks(harness: Route53Harness) -> None:
+    class Bare(Route53Backend):  # a backend that forgets Route 53's quoting
+        def _changes(self, *args: Any, **kwargs: Any) -> Any:
+            changes = super()._changes(*args, **kwargs)
+            return [
+                replace(c, records=replace(c.records, values=tuple(TOKENS[:1]))) for c in changes
+            ]
+
+    bare = Bare.from_table("aws", table(harness.directory, harness.proxy.url))
+    message = failure(lambda: apply(bare, (ACME, "TXT", TOKENS[:1])))
+    assert "InvalidChangeBatch" in message
+    assert "InvalidCharacterString (Value should be enclosed in quotation marks)" in message
+    assert harness.records(ACME, "TXT") == []
 
 
 def test_an_alias_at_the_name_is_left_alone_with_a_message(harness: Route53Harness) -> None:

@@ -11,13 +11,15 @@
                             # enterprise editions may set 60 (or less, as their plan allows)
     line = "default"        # the resolution line the records live on
 
-The zone's name is the Alidns domain name; a host's record name (``RR``) is its name
-relative to the zone (``@`` for the apex). One record holds one address, so a set of
-addresses is as many records. Per name and type, the backend reads the records once
-(``DescribeSubDomainRecords``) and keeps their ids and values; afterwards it writes only
-what differs: ``UpdateDomainRecord`` for a record whose value or TTL changes,
-``AddDomainRecord`` for an extra address, ``DeleteDomainRecord`` for a record too many
-(all of them when the host goes offline). A value the provider already has makes no call
+The zone's name is the Alidns domain name; a record name (``RR``) is the owner's name
+relative to the zone (``@`` for the apex, ``*.home`` for a host's wildcard,
+``_acme-challenge.home`` for its ACME challenge, of ``Type`` TXT). One record holds one
+address or TXT value (as it is, unquoted), so a set of them is as many records. Per
+name and type, the backend reads the records once (``DescribeSubDomainRecords``) and
+keeps their ids and values; afterwards it writes only what differs:
+``UpdateDomainRecord`` for a record whose value or TTL changes, ``AddDomainRecord`` for
+an extra value, ``DeleteDomainRecord`` for a record too many (all of them when the host
+goes offline). A value the provider already has makes no call
 (Alidns refuses such an update with ``DomainRecordDuplicate``; if one comes anyway, the
 value is there, which is success). A kept id that Alidns no longer knows
 (``DomainRecordNotBelongToUser``: the record was removed behind nicupdate's back) makes
@@ -34,7 +36,6 @@ fix. The TTL is the zone's, raised to ``min_ttl`` (said once in the log).
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import Awaitable, Collection, Mapping
 from dataclasses import dataclass, replace
@@ -47,6 +48,7 @@ from ..signing.alidns import AliyunRpcAuth
 from .base import BackendError, TransientBackendError, ZoneChange
 from .relay import HttpRelay
 from .settings import TableReader
+from .values import canonical, owner_types
 
 log = logging.getLogger("nicupdate.backend")
 T = TypeVar("T")
@@ -65,7 +67,6 @@ KNOWN_KEYS = frozenset(
         "line",
     }
 )
-RTYPES = ("A", "AAAA")
 PAGE_SIZE = 100  # the most DescribeSubDomainRecords returns per page
 PARALLEL = 4  # record sets worked on at once (writes are limited to 60/s per account)
 
@@ -123,7 +124,7 @@ class _ApiError(Exception):
 
 
 class AlidnsBackend(HttpRelay):
-    """Keeps A and AAAA records in Alibaba Cloud DNS, one record per address."""
+    """Keeps A, AAAA and TXT records in Alibaba Cloud DNS, one record per value."""
 
     kind = "alidns"
     min_ttl = 600
@@ -188,10 +189,14 @@ class AlidnsBackend(HttpRelay):
     async def read(
         self, zone: ZoneSettings, names: Collection[str]
     ) -> dict[tuple[str, str], tuple[str, ...]]:
-        """What Alidns holds for ``names``: ``(fqdn, "A"|"AAAA")`` -> sorted addresses."""
-        wanted = [(fqdn.lower().rstrip("."), rtype) for fqdn in names for rtype in RTYPES]
+        """What Alidns holds for ``names``: ``(owner, type)`` -> sorted values, for the
+        types each owner holds (A and AAAA, or TXT at ``_acme-challenge.<fqdn>``)."""
+        wanted = [(fqdn, rtype) for fqdn in names for rtype in owner_types(fqdn)]
         results = await asyncio.gather(
-            *(self._limited(self._read(zone, fqdn, rtype)) for fqdn, rtype in wanted),
+            *(
+                self._limited(self._read(zone, fqdn.lower().rstrip("."), rtype))
+                for fqdn, rtype in wanted
+            ),
             return_exceptions=True,
         )
         _raise_first(results)
@@ -208,7 +213,7 @@ class AlidnsBackend(HttpRelay):
     ) -> None:
         """Make the records of ``fqdn`` and ``rtype`` hold ``addresses`` with ``ttl``."""
         rr = self._relative(zone, fqdn)
-        wanted = sorted({_normal(a) for a in addresses})
+        wanted = sorted({canonical(rtype, a) for a in addresses})
         key = (fqdn, rtype)
         for attempt in range(2):
             kept = self._records.get(key)
@@ -435,7 +440,9 @@ def _record(item: Mapping[str, Any], rr: str, rtype: str, line: str) -> _Record 
     ):
         return None
     return _Record(
-        str(item["RecordId"]), _normal(str(item.get("Value", ""))), _integer(item.get("TTL"), 0)
+        str(item["RecordId"]),
+        canonical(rtype, str(item.get("Value", ""))),
+        _integer(item.get("TTL"), 0),
     )
 
 
@@ -444,11 +451,3 @@ def _integer(value: Any, default: int) -> int:
         return int(value)
     except (TypeError, ValueError):
         return default
-
-
-def _normal(address: str) -> str:
-    """An address in its canonical form (IPv6 compressed, lower case)."""
-    try:
-        return str(ipaddress.ip_address(address.strip()))
-    except ValueError:
-        return address.strip()

@@ -6,9 +6,12 @@
     ├── PermanentBackendError    refused: auth, policy, bad data. Answer dnserr; do not retry.
     └── TransientBackendError    unreachable, throttled, timed out. Answer 911; retry later.
 
-A backend receives, per zone, the record sets that changed: for each name and
-type the complete new set of addresses, an empty set meaning "delete". It never
-sees the family that did not change.
+A backend receives, per zone, the record sets that changed: for each owner name and
+type the complete new set of values, an empty set meaning "delete". It never sees the
+type that did not change. The owner is a host's name (A, AAAA), its wildcard
+``*.<fqdn>`` (A, AAAA) or ``_acme-challenge.<fqdn>`` (TXT: ACME DNS-01 tokens, unquoted
+text of at most 255 characters each); :mod:`.values` compares and spells the values.
+A backend that cannot hold one of them raises :class:`PermanentBackendError` saying so.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Literal, Protocol
 
 from ..config import ZoneSettings
 
-RType = Literal["A", "AAAA"]
+RType = Literal["A", "AAAA", "TXT"]
 
 
 class BackendError(Exception):
@@ -53,9 +56,9 @@ class TransientBackendError(BackendError):
 
 @dataclass(frozen=True, slots=True)
 class RecordChange:
-    fqdn: str
+    fqdn: str  # the owner name: a host's, ``*.<host>`` or ``_acme-challenge.<host>``
     rtype: RType
-    addresses: tuple[str, ...]  # empty: remove the records of this type
+    addresses: tuple[str, ...]  # the addresses or TXT values; empty: remove the record set
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +69,12 @@ class ZoneChange:
 
 
 class Backend(Protocol):
-    """Gets record changes into DNS. One instance may serve several zones."""
+    """Gets record changes into DNS. One instance may serve several zones.
+
+    A backend that can be read back (drift repair) also has ``async read(zone, names)``:
+    for each owner name in ``names`` and each type :func:`.values.owner_types` gives for
+    it, ``(name, type) -> the sorted values`` DNS holds (an empty tuple for none).
+    """
 
     name: str
 

@@ -1,7 +1,9 @@
 """Backend ``builtin``: the server's own authoritative DNS (see ``dnsserver``).
 
 Applying a change means updating the in-memory zone data that the DNS listener
-answers from, so a change is served the moment it is applied.
+answers from, so a change is served the moment it is applied. A change names the owner
+of its records: a host's own name, its wildcard ``*.<fqdn>`` (A/AAAA) or
+``_acme-challenge.<fqdn>`` (TXT), each stored at that name as it is written.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ class BuiltinBackend:
         data.serial = change.serial
 
     def current(self, fqdn: str, rtype: str) -> tuple[str, ...]:
-        """What the DNS listener serves for ``fqdn`` now (the reconciler compares with it)."""
+        """What is stored at the owner ``fqdn`` now (the reconciler compares with it): a
+        wildcard's own records at ``*.<fqdn>``, never what it gives the names below."""
         zone = self.data.find_zone(fqdn)
         return zone.lookup(fqdn, rtype) if zone is not None else ()
 

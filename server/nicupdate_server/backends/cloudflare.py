@@ -1,4 +1,4 @@
-"""Backend ``cloudflare``: A and AAAA records through the Cloudflare API v4.
+"""Backend ``cloudflare``: A, AAAA and TXT records through the Cloudflare API v4.
 
 Needs a scoped API token (My Profile → API Tokens → Create Token) with the
 permissions Zone → Zone → Read and Zone → DNS → Edit on the zones it serves. ::
@@ -20,11 +20,16 @@ deleted. Zone ids and records are looked up once and remembered; a remembered re
 that Cloudflare no longer knows (deleted or changed in the dashboard) is looked up
 again and the change retried once. Cloudflare's TTLs are 1 (automatic) or 60 to 86400
 seconds: a zone TTL below 60 is raised to 60, with one warning line.
+
+A wildcard owner is a record named ``*.<fqdn>`` there, like any other name (proxied
+too, with ``proxied``). TXT records (ACME challenges at ``_acme-challenge.<fqdn>``) go
+out as Cloudflare documents their content, one quoted character-string (``"token"``),
+and are never proxied (Cloudflare cannot proxy TXT), so they keep the zone's TTL. TXT
+content read back is unquoted, whether quoted or not in the dashboard.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
@@ -42,6 +47,7 @@ from .base import (
 )
 from .relay import HttpRelay
 from .settings import TableReader
+from .values import canonical, quote_txt, unquote_txt
 
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
 KNOWN_KEYS = frozenset(
@@ -63,7 +69,8 @@ TOKEN_FIX = (
     "check the API token, and that it has the permissions Zone Read and DNS Edit on this zone"
 )
 
-Record = tuple[str, str, int, bool]  # id, content, ttl, proxied
+Record = tuple[str, str, int, bool]  # id, content (a TXT value unquoted), ttl, proxied
+PROXIABLE = frozenset({"A", "AAAA"})  # of the types nicupdate writes
 
 
 class BearerToken(httpx.Auth):
@@ -89,7 +96,7 @@ class _Stale(Exception):
 
 
 class CloudflareBackend(HttpRelay):
-    """Keeps the A and AAAA records of hosts at Cloudflare."""
+    """Keeps the A, AAAA and TXT records of hosts at Cloudflare."""
 
     kind = "cloudflare"
     min_ttl = 60
@@ -126,11 +133,10 @@ class CloudflareBackend(HttpRelay):
     # -- Backend protocol --------------------------------------------------------------
 
     async def apply(self, change: ZoneChange) -> None:
-        ttl = 1 if self.proxied else self.ttl_for(change.zone)
         for record in change.changes:
-            await self._apply_one(change.zone, record, ttl)
+            await self._apply_one(change.zone, record)
 
-    async def _apply_one(self, zone: ZoneSettings, change: RecordChange, ttl: int) -> None:
+    async def _apply_one(self, zone: ZoneSettings, change: RecordChange) -> None:
         """Reconcile one name and type; on a stale id, forget and look up again, once."""
         for attempt in (1, 2):
             zone_id = await self._zone_id(zone.name)
@@ -139,7 +145,7 @@ class CloudflareBackend(HttpRelay):
                 have = self._records.get(key)
                 if have is None:
                     have = await self._lookup(zone_id, change)
-                self._records[key] = await self._reconcile(zone_id, change, have, ttl)
+                self._records[key] = await self._reconcile(zone_id, zone, change, have)
                 return
             except _Stale as stale:
                 self._forget(zone.name, key, zone_id=stale.kind == "zone")
@@ -193,7 +199,7 @@ class CloudflareBackend(HttpRelay):
             for r in found
             if isinstance(r, dict)
             and r.get("type") == change.rtype
-            and r.get("name") == change.fqdn
+            and str(r.get("name", "")).lower() == change.fqdn.lower()
         ]
 
     async def _get(self, what: str, path: str, params: dict[str, str]) -> list[Any]:
@@ -214,26 +220,28 @@ class CloudflareBackend(HttpRelay):
             page += 1
 
     async def _reconcile(
-        self, zone_id: str, change: RecordChange, have: list[Record], ttl: int
+        self, zone_id: str, zone: ZoneSettings, change: RecordChange, have: list[Record]
     ) -> list[Record]:
         """Make the records ``have`` the wanted set; returns what Cloudflare then holds."""
-        plan = plan_writes(have, change.addresses, ttl, self.proxied)
+        proxied = self.proxied and change.rtype in PROXIABLE
+        ttl = 1 if proxied else self.ttl_for(zone)
+        plan = plan_writes(have, change.addresses, ttl, proxied, change.rtype)
         path = f"/zones/{zone_id}/dns_records"
         where = f"{change.fqdn} {change.rtype}"
         done = list(plan.keep)
-        for old, address in plan.change:
-            body = {"content": address, "ttl": ttl, "proxied": self.proxied}
-            what = f"changing {where} to {address}"
+        for old, value in plan.change:
+            body = {"content": _content(change.rtype, value), "ttl": ttl, "proxied": proxied}
+            what = f"changing {where} to {value}"
             done.append(await self._write(what, "PATCH", f"{path}/{old[0]}", body))
-        for address in plan.create:
+        for value in plan.create:
             body = {
                 "type": change.rtype,
                 "name": change.fqdn,
-                "content": address,
+                "content": _content(change.rtype, value),
                 "ttl": ttl,
-                "proxied": self.proxied,
+                "proxied": proxied,
             }
-            done.append(await self._write(f"creating {where} {address}", "POST", path, body))
+            done.append(await self._write(f"creating {where} {value}", "POST", path, body))
         for old in plan.delete:
             what = f"deleting {where} {old[1]}"
             self._check(await self.call("DELETE", f"{path}/{old[0]}"), what)
@@ -328,11 +336,14 @@ class Plan:
     delete: list[Record]  # DELETE
 
 
-def plan_writes(have: list[Record], addresses: tuple[str, ...], ttl: int, proxied: bool) -> Plan:
-    """One record per address with the fewest writes: a record that is right stays; one
-    with the right address but another TTL or proxy setting is changed; the others are
-    changed to the missing addresses, and what is left over is created or deleted."""
-    missing = list(dict.fromkeys(_canonical(a) for a in addresses))
+def plan_writes(
+    have: list[Record], addresses: tuple[str, ...], ttl: int, proxied: bool, rtype: str = "A"
+) -> Plan:
+    """One record per address (or TXT value) with the fewest writes: a record that is
+    right stays; one with the right value but another TTL or proxy setting is changed;
+    the others are changed to the missing values, and what is left over is created or
+    deleted."""
+    missing = list(dict.fromkeys(canonical(rtype, a) for a in addresses))
     spare = list(have)
 
     def take(address: str, settings: tuple[int, bool] | None) -> Record | None:
@@ -372,18 +383,17 @@ def _errors(body: dict[str, Any] | None) -> list[tuple[int, str]]:
     return found
 
 
-def _canonical(address: str) -> str:
-    try:
-        return str(ipaddress.ip_address(address))
-    except ValueError:
-        return address
+def _content(rtype: str, value: str) -> str:
+    """A record's content as Cloudflare wants it: a TXT value as a quoted string."""
+    return quote_txt(value) if rtype == "TXT" else value
 
 
 def _record(item: Mapping[str, Any]) -> Record:
     ttl = item.get("ttl")
+    rtype, content = str(item.get("type")), str(item.get("content"))
     return (
         str(item.get("id")),
-        _canonical(str(item.get("content"))),
+        unquote_txt(content) if rtype == "TXT" else canonical(rtype, content),
         ttl if isinstance(ttl, int) else 0,
         item.get("proxied") is True,
     )

@@ -18,6 +18,10 @@ Every call is a POST of JSON to ``/`` signed with TC3-HMAC-SHA256
 * ``CreateRecord``, ``ModifyRecord {RecordId}``, ``DeleteRecord {RecordId}``: one
   record each. DNSPod records hold one value, so n addresses are n records.
 
+``SubDomain`` is the owner's name relative to the zone: ``@`` for the apex, ``*.home``
+for a host's wildcard, ``_acme-challenge.home`` (``RecordType`` TXT, the value as it is,
+unquoted) for its ACME challenge.
+
 The records found are cached per name and type and kept current with each write: a
 changed address costs one ModifyRecord, an unchanged one no call. A RecordId DNSPod no
 longer knows means someone changed the records elsewhere: they are looked up again,
@@ -31,7 +35,6 @@ HTTP 200 with ``{"Response": {"Error": {"Code", "Message"}, "RequestId"}}``;
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -43,6 +46,7 @@ from ..config import ZoneSettings
 from .base import BackendError, PermanentBackendError, TransientBackendError, ZoneChange
 from .relay import HttpRelay
 from .settings import TableReader
+from .values import canonical, owner_types
 
 API_VERSION = "2021-03-23"
 DEFAULT_BASE_URL = "https://dnspod.tencentcloudapi.com"
@@ -51,7 +55,6 @@ CONTENT_TYPE = "application/json; charset=utf-8"
 MAX_TTL = 604800
 PAGE = 3000  # DescribeRecordList's largest Limit
 PARALLEL = 5  # calls in flight per apply: DescribeRecordList allows 100 a second
-RTYPES = ("A", "AAAA")
 KNOWN_KEYS = frozenset(
     {
         "type",
@@ -94,7 +97,7 @@ class _ChangedElsewhere(Exception):
 
 
 class DnspodBackend(HttpRelay):
-    """Relays record changes to DNSPod, one record per address."""
+    """Relays record changes to DNSPod, one record per address or TXT value."""
 
     kind = "dnspod"
     min_ttl = 600
@@ -150,14 +153,17 @@ class DnspodBackend(HttpRelay):
     async def read(
         self, zone: ZoneSettings, names: Collection[str]
     ) -> dict[tuple[str, str], tuple[str, ...]]:
-        """What DNSPod holds for ``names``: ``(fqdn, "A"|"AAAA")`` -> sorted addresses.
+        """What DNSPod holds for ``names``: ``(owner, type)`` -> sorted values, for the
+        types each owner holds (A and AAAA, or TXT at ``_acme-challenge.<fqdn>``).
 
         Lists the zone's records (3000 a call) and refreshes the cache with them.
         """
         domain = zone.name.rstrip(".").lower()
         subdomains = {fqdn: self._subdomain(fqdn, domain) for fqdn in names}
         found: dict[Key, list[_Record]] = {
-            (domain, name, rtype): [] for name in subdomains.values() for rtype in RTYPES
+            (domain, name, rtype): []
+            for fqdn, name in subdomains.items()
+            for rtype in owner_types(fqdn)
         }
         offset, total = 0, 1
         while offset < total:
@@ -176,9 +182,11 @@ class DnspodBackend(HttpRelay):
             total = count if rows and isinstance(count, int) else offset
         self._cache.update(found)
         return {
-            (fqdn, rtype): tuple(sorted(_canonical(r.value) for r in found[(domain, name, rtype)]))
+            (fqdn, rtype): tuple(
+                sorted(canonical(rtype, r.value) for r in found[(domain, name, rtype)])
+            )
             for fqdn, name in subdomains.items()
-            for rtype in RTYPES
+            for rtype in owner_types(fqdn)
         }
 
     # -- one name and type -------------------------------------------------------------
@@ -222,11 +230,11 @@ class DnspodBackend(HttpRelay):
     ) -> list[_Record]:
         """Make ``records`` hold exactly ``addresses`` with ``ttl``; return them then."""
         zone, name, rtype = key
-        missing = list(dict.fromkeys(_canonical(a) for a in addresses))
+        missing = list(dict.fromkeys(canonical(rtype, a) for a in addresses))
         done: list[_Record] = []
         spare: list[_Record] = []
         for record in records:
-            value = _canonical(record.value)
+            value = canonical(rtype, record.value)
             if value in missing and record.ttl == ttl:
                 missing.remove(value)
                 done.append(record)
@@ -235,7 +243,7 @@ class DnspodBackend(HttpRelay):
         fields = {"SubDomain": name, "RecordType": rtype, "RecordLine": self.record_line}
         for value in missing:
             # Reuse a record: the one with this value (its TTL differs), else any spare.
-            reuse = next((r for r in spare if _canonical(r.value) == value), None)
+            reuse = next((r for r in spare if canonical(rtype, r.value) == value), None)
             reuse = reuse or (spare[0] if spare else None)
             body = {"Domain": zone, **fields, "Value": value, "TTL": ttl}
             if reuse is not None:
@@ -340,13 +348,6 @@ class DnspodBackend(HttpRelay):
                 "add it in the DNSPod console, or fix the zone's name",
             )
         return self.permanent(what, "DNSPod's message says why; see its API error codes")
-
-
-def _canonical(address: str) -> str:
-    try:
-        return str(ipaddress.ip_address(address))
-    except ValueError:
-        return address
 
 
 def _fqdn(name: str, zone: str) -> str:

@@ -11,7 +11,10 @@ IAM user's access key (AK/SK, ``SDK-HMAC-SHA256``). ::
     # zone_id = "ff8080825b8fc86c015b94bc6f8712c3"      # skips the zone lookup: one zone only
     timeout = 10.0                                    # seconds to wait for each answer
 
-Huawei Cloud keeps all the addresses of one name and type in one record set. A change
+Huawei Cloud keeps all the values of one name and type in one record set. A host's
+wildcard is the record set ``*.<fqdn>.``; its ACME challenge the TXT record set
+``_acme-challenge.<fqdn>.``, whose values the API wants in quotation marks (``"token"``):
+they go out quoted and are read back unquoted. A change
 looks the zone up once (``GET /v2/zones?name=<zone>.&search_mode=equal``), then the
 record set once (``GET .../recordsets?name=<fqdn>.&type=A&search_mode=equal``), and
 remembers both ids and what the record set holds. It then creates the record set
@@ -30,7 +33,6 @@ permissions (403) and invalid data (400) are permanent, with what to fix.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +43,7 @@ from ..signing.huawei import HuaweiSdkAuth
 from .base import BackendError, RecordChange, TransientBackendError, ZoneChange
 from .relay import HttpRelay
 from .settings import TableReader
+from .values import canonical, quote_txt, unquote_txt
 
 DEFAULT_BASE_URL = "https://dns.myhuaweicloud.com"
 KNOWN_KEYS = frozenset(
@@ -77,7 +80,7 @@ PERMISSION_FIX = (
 )
 INVALID_FIX = {
     "DNS.0304": "the record name is not valid in this zone: check the host and zone names",
-    "DNS.0308": "Huawei Cloud refused an address as the record's value",
+    "DNS.0308": "Huawei Cloud refused an address or TXT value as the record's value",
     "DNS.0319": "the TTL is outside Huawei Cloud's range: change the zone's ttl",
     "DNS.0403": "the account's record set quota is used up: delete some or raise the quota",
     "DNS.0040": "the account needs real-name authentication before DNS changes",
@@ -173,7 +176,7 @@ class HuaweiCloudBackend(HttpRelay):
         have = self._sets.get(key)
         if have is None:
             have = await self._lookup(zone_id, change)
-        want = frozenset(_normal(address) for address in change.addresses)
+        want = frozenset(canonical(change.rtype, value) for value in change.addresses)
         if not want:
             if have.id is not None:
                 await self._write("DELETE", zone_id, have.id, change)
@@ -186,7 +189,7 @@ class HuaweiCloudBackend(HttpRelay):
             "name": _absolute(change.fqdn),
             "type": change.rtype,
             "ttl": ttl,
-            "records": sorted(want),
+            "records": [_as_huawei(change.rtype, value) for value in sorted(want)],
         }
         if have.id is None:
             answer = await self._write("POST", zone_id, None, change, body)
@@ -217,7 +220,7 @@ class HuaweiCloudBackend(HttpRelay):
                 found, records = item.get("id"), item.get("records") or []
                 return _RecordSet(
                     found if isinstance(found, str) and found else None,
-                    frozenset(_normal(str(r)) for r in records),
+                    frozenset(_from_huawei(change.rtype, str(r)) for r in records),
                     int(item.get("ttl") or 0),
                 )
         return ABSENT
@@ -389,12 +392,14 @@ def _within(fqdn: str, zone: str) -> bool:
     return fqdn == zone or fqdn.endswith("." + zone)
 
 
-def _normal(address: str) -> str:
-    """An address in its canonical text (``2001:DB8:0::7`` -> ``2001:db8::7``)."""
-    try:
-        return str(ipaddress.ip_address(address.strip()))
-    except ValueError:
-        return address
+def _as_huawei(rtype: str, value: str) -> str:
+    """A value as Huawei Cloud takes it: a TXT value in quotation marks."""
+    return quote_txt(value) if rtype == "TXT" else value
+
+
+def _from_huawei(rtype: str, value: str) -> str:
+    """A value Huawei Cloud lists, as nicupdate compares it."""
+    return unquote_txt(value) if rtype == "TXT" else canonical(rtype, value)
 
 
 # -- configuration -----------------------------------------------------------------------

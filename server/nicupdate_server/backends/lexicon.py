@@ -19,12 +19,18 @@ option ``auth_token``). ::
     # auth_token = "GANDI_TOKEN"
 
 Each :class:`RecordChange` is made true on its own: the provider's records of that name
-and type are listed; when they hold the wanted addresses nothing is written; otherwise
-the missing addresses are created first (with the zone's TTL) and the others deleted
-after, so the name never goes without an address. dns-lexicon is synchronous: every step
-runs in a worker thread under ``timeout``, and every HTTP request it makes there gets that
-timeout too. The zone is always the configured zone name: nicupdate never lets lexicon
-guess it, and tldextract uses its bundled public suffix list, never the network.
+and type are listed; when they hold the wanted values nothing is written; otherwise
+the missing values are created first (with the zone's TTL) and the others deleted
+after, so the name never goes without an address. Wildcard owners (``*.<fqdn>``) and
+TXT values (``_acme-challenge.<fqdn>``) go to lexicon as they are: lexicon's providers
+take TXT content unquoted and quote it where their API wants it; a listed TXT value in
+quotation marks is compared unquoted. Whether a provider takes wildcard names is up to
+it and its API: a refusal is a permanent error with the provider's message.
+
+dns-lexicon is synchronous: every step runs in a worker thread under ``timeout``, and
+every HTTP request it makes there gets that timeout too. The zone is always the
+configured zone name: nicupdate never lets lexicon guess it, and tldextract uses its
+bundled public suffix list, never the network.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from .base import (
 )
 from .relay import retry_after
 from .settings import TableReader
+from .values import canonical, unquote_txt
 
 if TYPE_CHECKING:
     import requests
@@ -164,11 +171,12 @@ class LexiconBackend:
 
     def _sync(self, provider: Provider, record: RecordChange, abandoned: threading.Event) -> None:
         """Make the provider hold exactly ``record.addresses`` for its name and type."""
-        wanted = {address for address in map(_address, record.addresses) if address}
+        rtype = record.rtype
+        wanted = {value for value in (_value(rtype, v) for v in record.addresses) if value}
         present: dict[str | None, list[dict[str, Any]]] = {}
-        for found in provider.list_records(record.rtype, record.fqdn):
-            if found.get("type") == record.rtype and _same_name(found, record.fqdn, provider):
-                present.setdefault(_address(str(found.get("content", ""))), []).append(found)
+        for found in provider.list_records(rtype, record.fqdn):
+            if found.get("type") == rtype and _same_name(found, record.fqdn, provider):
+                present.setdefault(_value(rtype, str(found.get("content", ""))), []).append(found)
         if set(present) == wanted:
             return
         for missing in sorted(wanted.difference(present)):
@@ -309,12 +317,17 @@ class _Steps:
 # -- helpers -----------------------------------------------------------------------------
 
 
-def _address(text: str) -> str | None:
-    """The canonical form of an IP address (None for anything else)."""
+def _value(rtype: str, text: str) -> str | None:
+    """The canonical form of an IP address (None for anything else), or a TXT value
+    (unquoted, as lexicon's providers list it or as its API spells it)."""
+    if rtype == "TXT":
+        return unquote_txt(text)
+    value = canonical(rtype, text)
     try:
-        return str(ipaddress.ip_address(text.strip()))
+        ipaddress.ip_address(value)
     except ValueError:
         return None
+    return value
 
 
 def _same_name(found: Mapping[str, Any], fqdn: str, provider: Provider) -> bool:

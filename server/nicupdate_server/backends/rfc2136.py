@@ -20,8 +20,10 @@ set-ups for the first two are in ``deploy/bind`` and ``deploy/powerdns``. ::
     drift_check_interval = 3600    # seconds between read-backs of the primary (0: never)
 
 Each :class:`RecordChange` replaces the record set of its name and type (or deletes it
-when it has no address); the other type is never touched. :mod:`.dnsupdate` writes and
-signs the messages. A zone change goes out in as
+when it has no value); the other types are never touched. The names are a host's, its
+wildcard ``*.<fqdn>`` (A and AAAA) and ``_acme-challenge.<fqdn>`` (TXT), so the key must
+be allowed all three types: in BIND, ``update-policy { grant KEY zonesub A AAAA TXT; };``.
+:mod:`.dnsupdate` writes and signs the messages. A zone change goes out in as
 few UPDATE messages as the two limits allow, one after the other over one TCP connection
 that stays open between changes. The server applies each message atomically; when a
 later message fails, the earlier ones stay applied, and sending the whole change again
@@ -63,6 +65,7 @@ from .base import (
 )
 from .dnsupdate import BadChange, SignedUpdate, UpdateWriter
 from .settings import TableReader
+from .values import owner_types
 
 log = logging.getLogger("nicupdate.backend")
 
@@ -95,7 +98,6 @@ KNOWN_KEYS = frozenset(
 ZONE_WIDE_RCODES = frozenset({dns.rcode.REFUSED, dns.rcode.NOTAUTH, dns.rcode.NOTIMP})
 UDP_LIMIT = 1232  # the DNS flag day 2020 payload size: never fragmented
 TCP_LIMIT = 65535
-RTYPES = ("A", "AAAA")
 QUERY_WINDOW = 32  # read-back queries in flight at once on one connection
 
 # Why a primary answers an UPDATE with this rcode, and what to do about it.
@@ -183,27 +185,28 @@ class Rfc2136Backend:
         with self._errors():
             for message in self._messages(change):
                 response, signed = message.read_answer(await self._exchange(message), self._key)
-                self._check_update(response, signed, change.zone.name)
+                self._check_update(response, signed, change.zone.name, message.rtypes)
                 self.messages_sent += 1
 
     async def read(
         self, zone: ZoneSettings, names: Collection[str]
     ) -> dict[tuple[str, str], tuple[str, ...]]:
-        """What the primary serves for ``names``: ``(fqdn, "A"|"AAAA")`` -> sorted addresses.
+        """What the primary serves for ``names``: ``(owner, type)`` -> sorted values.
 
-        Every requested name appears with both types; a type without records maps to an
-        empty tuple. Reads the zone with a signed AXFR, or, when the primary refuses the
-        transfer, with A and AAAA queries.
+        Every requested owner appears with each type it holds (:func:`.values.owner_types`:
+        A and AAAA, or TXT at ``_acme-challenge.<fqdn>``); a type without records maps to
+        an empty tuple. A wildcard owner (``*.<fqdn>``) is read as the records stored at
+        it. Reads the zone with a signed AXFR, or, when the primary refuses the transfer,
+        with one query per owner and type.
         """
-        wanted = [(fqdn, rtype) for fqdn in names for rtype in RTYPES]
+        wanted = [(fqdn, rtype) for fqdn in names for rtype in owner_types(fqdn)]
         if not wanted:
             return {}
         with self._errors():
             transferred = await self._transfer(dns.name.from_text(zone.name))
             if transferred is not None:
                 return {
-                    (fqdn, rtype): _zone_addresses(transferred, fqdn, rtype)
-                    for fqdn, rtype in wanted
+                    (fqdn, rtype): _zone_values(transferred, fqdn, rtype) for fqdn, rtype in wanted
                 }
             return await self._query(wanted)
 
@@ -276,7 +279,9 @@ class Rfc2136Backend:
                 raise
         raise AssertionError("unreachable")
 
-    def _check_update(self, response: dns.message.Message, signed: bool, zone: str) -> None:
+    def _check_update(
+        self, response: dns.message.Message, signed: bool, zone: str, rtypes: Collection[str]
+    ) -> None:
         rcode = response.rcode()
         text = dns.rcode.to_text(rcode)
         if not signed and rcode == dns.rcode.NOERROR:
@@ -303,9 +308,19 @@ class Rfc2136Backend:
             )
         verb = "refused" if rcode == dns.rcode.REFUSED else "rejected"
         reason = UPDATE_RCODES.get(rcode, "an answer nicupdate does not expect to an update")
+        every_name = rcode in ZONE_WIDE_RCODES
+        if rcode == dns.rcode.REFUSED and "TXT" in rtypes:
+            # A key allowed A and AAAA only is refused for the TXT records (ACME
+            # challenges) alone: the reconciler must find the hosts that have them, not
+            # give up on every name.
+            reason = (
+                f"the key may not update TXT records (ACME challenges), or not this zone at "
+                f"all: grant it TXT too, in BIND update-policy {{ grant {self.key_name} "
+                f"zonesub A AAAA TXT; }}; otherwise {reason}"
+            )
+            every_name = False
         raise PermanentBackendError(
-            f"{self.label} {verb} the update of {zone}: {text} ({reason})",
-            every_name=rcode in ZONE_WIDE_RCODES,
+            f"{self.label} {verb} the update of {zone}: {text} ({reason})", every_name=every_name
         )
 
     # -- reading the primary back ------------------------------------------------------
@@ -331,16 +346,14 @@ class Rfc2136Backend:
             for start in range(0, len(wanted), QUERY_WINDOW):
                 chunk = wanted[start : start + QUERY_WINDOW]
                 async with asyncio.timeout(self.timeout):
-                    answers = await connection.pipeline([_address_query(n, t) for n, t in chunk])
+                    answers = await connection.pipeline([_query_for(n, t) for n, t in chunk])
                 for (fqdn, rtype), answer in zip(chunk, answers, strict=True):
-                    found[fqdn, rtype] = self._answer_addresses(answer, fqdn, rtype)
+                    found[fqdn, rtype] = self._answer_values(answer, fqdn, rtype)
         finally:
             await connection.close()
         return found
 
-    def _answer_addresses(
-        self, answer: dns.message.Message, fqdn: str, rtype: str
-    ) -> tuple[str, ...]:
+    def _answer_values(self, answer: dns.message.Message, fqdn: str, rtype: str) -> tuple[str, ...]:
         rcode = answer.rcode()
         if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
             text = dns.rcode.to_text(rcode)
@@ -353,7 +366,7 @@ class Rfc2136Backend:
         name = dns.name.from_text(fqdn)
         rdtype = dns.rdatatype.from_text(rtype)
         rrset = answer.get_rrset(answer.answer, name, dns.rdataclass.IN, rdtype)
-        return _sorted_addresses(rrset or ())
+        return _sorted_values(rtype, rrset or ())
 
     # -- errors ------------------------------------------------------------------------
 
@@ -504,17 +517,20 @@ async def _udp_exchange(server: str, port: int, wire: bytes, timeout: float) -> 
     return None if truncated else answer
 
 
-def _address_query(fqdn: str, rtype: str) -> dns.message.Message:
+def _query_for(fqdn: str, rtype: str) -> dns.message.Message:
     return dns.message.make_query(fqdn, rtype, use_edns=False)
 
 
-def _sorted_addresses(rdatas: Any) -> tuple[str, ...]:
+def _sorted_values(rtype: str, rdatas: Any) -> tuple[str, ...]:
+    """Canonical addresses, or TXT values (a record's strings joined), sorted."""
+    if rtype == "TXT":
+        return tuple(sorted(b"".join(r.strings).decode("utf-8", "replace") for r in rdatas))
     return tuple(sorted(str(ipaddress.ip_address(rdata.address)) for rdata in rdatas))
 
 
-def _zone_addresses(zone: dns.zone.Zone, fqdn: str, rtype: str) -> tuple[str, ...]:
+def _zone_values(zone: dns.zone.Zone, fqdn: str, rtype: str) -> tuple[str, ...]:
     rdataset = zone.get_rdataset(dns.name.from_text(fqdn), rtype)
-    return _sorted_addresses(rdataset or ())
+    return _sorted_values(rtype, rdataset or ())
 
 
 # -- configuration ---------------------------------------------------------------------

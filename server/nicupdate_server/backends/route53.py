@@ -27,11 +27,17 @@ DELETE restating the current set exactly for one that has none. When Route 53 re
 DELETE because the set changed behind nicupdate's back, the sets are read again and
 the change is sent once more. The drift check (:meth:`Route53Backend.read`) lists the
 zone and refreshes what the backend keeps.
+
+Names and values as Route 53 wants them: a wildcard owner is sent as ``*.<fqdn>``, but
+Route 53 lists it as ``\\052.<fqdn>`` (the octal escape of ``*``), which the backend maps
+back (and sends as the start name of a listing). TXT values (ACME challenges at
+``_acme-challenge.<fqdn>``) must be enclosed in quotation marks: each goes out as one
+quoted character-string, ``"token"`` (other bytes than printable ASCII as Route 53's
+octal escapes, ``\\303\\251`` for ``é``), and is read back unquoted.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import re
 import xml.etree.ElementTree as ET
@@ -46,6 +52,7 @@ from ..signing.sigv4 import SigV4Auth
 from .base import BackendError, ZoneChange
 from .relay import HttpRelay
 from .settings import TableReader
+from .values import canonical_set, owner_types, quote_txt, unquote_txt
 
 T = TypeVar("T")
 NS = "https://route53.amazonaws.com/doc/2013-04-01/"
@@ -72,6 +79,8 @@ KNOWN_KEYS = frozenset(
 MAX_RECORDS_PER_CALL = 1000
 MAX_CHARS_PER_CALL = 32000
 PAGE_SIZE = 300  # the most record sets ListResourceRecordSets returns at once
+RTYPES = frozenset({"A", "AAAA", "TXT"})  # the types nicupdate keeps
+ESCAPE = re.compile(r"\\([0-7]{3})")  # \ooo in a name Route 53 lists
 READ_ONE_BY_ONE = 3  # unknown record sets read one by one; more than this: list the zone
 
 IAM_FIX = (
@@ -109,15 +118,20 @@ def q(tag: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class RecordSet:
-    """One name and type as Route 53 holds it. ``values`` keep Route 53's order (a DELETE
-    restates them); ``simple`` is False for an alias or a set with a routing policy."""
+    """One name and type as Route 53 holds it. ``values`` are as Route 53 spells them (TXT
+    quoted), in its order (a DELETE restates them); ``simple`` is False for an alias or
+    a set with a routing policy."""
 
     ttl: int
     values: tuple[str, ...]
     simple: bool = True
 
-    def holds(self, ttl: int, addresses: Collection[str]) -> bool:
-        return self.simple and self.ttl == ttl and _addresses(self.values) == _addresses(addresses)
+    def holds(self, rtype: str, ttl: int, wanted: Collection[str]) -> bool:
+        return (
+            self.simple
+            and self.ttl == ttl
+            and _values(rtype, self.values) == canonical_set(rtype, wanted)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,17 +201,19 @@ class Route53Backend(HttpRelay):
     async def read(
         self, zone: ZoneSettings, names: Collection[str]
     ) -> dict[tuple[str, str], tuple[str, ...]]:
-        """What Route 53 holds for ``names``: ``(fqdn, "A"|"AAAA")`` -> sorted addresses
-        (empty: none). Lists the zone, and keeps what it read."""
+        """What Route 53 holds for ``names``: ``(owner, type)`` -> sorted values (empty:
+        none), for the types each owner holds (A and AAAA, or TXT at
+        ``_acme-challenge.<fqdn>``), TXT values unquoted. Lists the zone, and keeps what
+        it read."""
 
         async def work(zone_id: str) -> dict[tuple[str, str], tuple[str, ...]]:
             found = await self._list_zone(zone_id)
             result = {}
             for fqdn in names:
-                for rtype in ("A", "AAAA"):
+                for rtype in owner_types(fqdn):
                     records = found.get((_fqdn(fqdn), rtype))
                     self._known[(zone_id, _fqdn(fqdn), rtype)] = records
-                    result[(fqdn, rtype)] = _addresses(records.values) if records else ()
+                    result[(fqdn, rtype)] = _values(rtype, records.values) if records else ()
             return result
 
         return await self._in_zone(zone.name, work)
@@ -300,8 +316,9 @@ class Route53Backend(HttpRelay):
                     "Route 53 console, or use another host name",
                 )
             if addresses:
-                if current is None or not current.holds(ttl, addresses):
-                    changes.append(Change("UPSERT", fqdn, rtype, RecordSet(ttl, addresses)))
+                if current is None or not current.holds(rtype, ttl, addresses):
+                    values = _as_route53(rtype, addresses)
+                    changes.append(Change("UPSERT", fqdn, rtype, RecordSet(ttl, values)))
             elif current is not None:
                 changes.append(Change("DELETE", fqdn, rtype, current))
         return changes
@@ -334,7 +351,9 @@ class Route53Backend(HttpRelay):
     async def _read_one(self, zone_id: str, fqdn: str, rtype: str) -> RecordSet | None:
         """The set of ``fqdn`` and ``rtype`` (the answer starts there: check it is that one)."""
         root = await self._list(
-            zone_id, {"name": fqdn + ".", "type": rtype, "maxitems": "1"}, f"reading {fqdn} {rtype}"
+            zone_id,
+            {"name": _escaped(fqdn) + ".", "type": rtype, "maxitems": "1"},
+            f"reading {fqdn} {rtype}",
         )
         for name, found_type, records in _record_sets(root):
             if name == fqdn and found_type == rtype:
@@ -342,13 +361,13 @@ class Route53Backend(HttpRelay):
         return None
 
     async def _list_zone(self, zone_id: str) -> dict[tuple[str, str], RecordSet]:
-        """Every A and AAAA set of the zone, page by page."""
+        """Every A, AAAA and TXT set of the zone, page by page."""
         found: dict[tuple[str, str], RecordSet] = {}
         params = {"maxitems": str(PAGE_SIZE)}
         while True:
             root = await self._list(zone_id, params, f"listing hosted zone {zone_id}")
             for name, rtype, records in _record_sets(root):
-                if rtype in ("A", "AAAA"):
+                if rtype in RTYPES:
                     found[(name, rtype)] = records
             if _text(root, "IsTruncated") != "true":
                 return found
@@ -467,18 +486,28 @@ def _error_of(response: httpx.Response) -> tuple[str, str]:
 
 
 def _fqdn(name: str) -> str:
-    return name.rstrip(".").lower()
+    """A name as nicupdate writes it: Route 53's escapes (``\\052`` for ``*``) undone,
+    lower case, without the final dot."""
+    return ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), name).rstrip(".").lower()
 
 
-def _addresses(values: Iterable[str]) -> tuple[str, ...]:
-    """Sorted canonical forms (``2001:DB8:0::7`` and ``2001:db8::7`` are the same)."""
-    canonical = set()
-    for value in values:
-        try:
-            canonical.add(str(ipaddress.ip_address(value)))
-        except ValueError:
-            canonical.add(value)
-    return tuple(sorted(canonical))
+def _escaped(fqdn: str) -> str:
+    """A name as Route 53 lists it: ``*`` as ``\\052``."""
+    return fqdn.replace("*", "\\052")
+
+
+def _as_route53(rtype: str, values: Iterable[str]) -> tuple[str, ...]:
+    """Values as Route 53 takes them: TXT values in quotation marks (bytes outside
+    printable ASCII as octal escapes), addresses as they are."""
+    return tuple(quote_txt(v, octal=True) for v in values) if rtype == "TXT" else tuple(values)
+
+
+def _values(rtype: str, values: Iterable[str]) -> tuple[str, ...]:
+    """Values as nicupdate compares them: sorted, canonical addresses (``2001:DB8:0::7``
+    is ``2001:db8::7``), TXT values unquoted."""
+    if rtype == "TXT":
+        return tuple(sorted({unquote_txt(v, octal=True) for v in values}))
+    return canonical_set(rtype, values)
 
 
 def _batches(changes: list[Change]) -> Iterator[list[Change]]:

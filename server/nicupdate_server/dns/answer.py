@@ -6,6 +6,11 @@ the same replies and leaves everything unusual to this module. The records come 
 :class:`~..zonedata.AuthoritativeData` and are read at answer time, so a change (and its
 new SOA serial) is visible to the very next query.
 
+A name that does not exist, not even as an empty non-terminal, is answered from the
+wildcard of its closest encloser when there is one (RFC 4592): the wildcard's records
+with the query name as their owner, or NODATA when it has none of the type asked;
+otherwise NXDOMAIN. A name that exists is never answered from a wildcard.
+
 No reply over UDP is much larger than its query unless the question asks for the
 records of a name (an amplifier needs no knowledge of the zone otherwise): UDP replies
 are never padded (RFC 7830 pads only encrypted transports), ANY is answered with one
@@ -34,6 +39,7 @@ import dns.rrset
 import dns.tsig
 from dns.rdtypes.ANY.NS import NS as _NS_CLASS
 from dns.rdtypes.ANY.SOA import SOA as _SOA_CLASS
+from dns.rdtypes.ANY.TXT import TXT as _TXT_CLASS
 from dns.rdtypes.IN.A import A as _A_CLASS
 from dns.rdtypes.IN.AAAA import AAAA as _AAAA_CLASS
 
@@ -47,16 +53,20 @@ UDP_MIN = 512
 TCP_MAX = 65535
 AMPLIFICATION = 3  # glue is dropped from UDP replies larger than this many times the query
 _HEADER = 12
-_PLAIN_LABEL = re.compile(rb"[a-z0-9_-]+")  # the characters of names in normal form
+# The labels of names in normal form, and the wildcard's (a query may name it).
+_PLAIN_LABEL = re.compile(rb"[a-z0-9_-]+|\*")
 _IN = dns.rdataclass.IN
 _SOA_TYPE, _NS_TYPE = dns.rdatatype.SOA, dns.rdatatype.NS
 _ADDRESS_TYPES = {dns.rdatatype.A: "A", dns.rdatatype.AAAA: "AAAA"}
+# The types a host's names hold, in the order ANY takes the first of.
+_HOST_TYPES = {**_ADDRESS_TYPES, dns.rdatatype.TXT: "TXT"}
 # dnspython's rdata constructors are untyped; this table gives them a result type.
 _RDATA: dict[dns.rdatatype.RdataType, Callable[..., dns.rdata.Rdata]] = {
     dns.rdatatype.A: _A_CLASS,
     dns.rdatatype.AAAA: _AAAA_CLASS,
     _NS_TYPE: _NS_CLASS,
     _SOA_TYPE: _SOA_CLASS,
+    dns.rdatatype.TXT: _TXT_CLASS,
 }
 
 
@@ -113,9 +123,12 @@ def _soa(zone: ZoneData) -> dns.rrset.RRset:
 
 
 def _addresses(zone: ZoneData, name: str, rdtype: dns.rdatatype.RdataType) -> list[dns.rrset.RRset]:
-    found = zone.lookup(name, _ADDRESS_TYPES[rdtype])
+    """The ``rdtype`` RRset (A, AAAA or TXT) stored at ``name``, if any."""
+    found = zone.lookup(name, _HOST_TYPES[rdtype])
     if not found:
         return []
+    if rdtype == dns.rdatatype.TXT:  # each value one character-string
+        return [_rrset(name, zone.ttl, rdtype, tuple(((value,),) for value in found))]
     return [_rrset(name, zone.ttl, rdtype, tuple((address,) for address in found))]
 
 
@@ -129,10 +142,21 @@ def _rrsets(zone: ZoneData, name: str, rdtype: dns.rdatatype.RdataType) -> list[
         if any_type or rdtype == _NS_TYPE:
             targets = tuple((_name(ns),) for ns in zone.settings.nameservers)
             found.append(_rrset(name, zone.ttl, _NS_TYPE, targets))
-    for address_type in _ADDRESS_TYPES:
-        if any_type or rdtype == address_type:
-            found += _addresses(zone, name, address_type)
+    for host_type in _HOST_TYPES:
+        if any_type or rdtype == host_type:
+            found += _addresses(zone, name, host_type)
     return found[:1] if any_type else found  # RFC 8482: one RRset answers ANY
+
+
+def _synthesized(
+    zone: ZoneData, wildcard: str, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType
+) -> list[dns.rrset.RRset]:
+    """The wildcard's RRsets of ``rdtype`` with the query name as their owner (RFC 4592
+    §3.3.1), which the reply compresses to the question."""
+    return [
+        dns.rrset.from_rdata_list(qname, rrset.ttl, list(rrset))
+        for rrset in _rrsets(zone, wildcard, rdtype)
+    ]
 
 
 def _glue(zone: ZoneData) -> list[dns.rrset.RRset]:
@@ -172,11 +196,17 @@ def _resolve(
             response.set_rcode(dns.rcode.REFUSED)
         return
     response.flags |= dns.flags.AA
-    if not complete or not zone.exists(name):
-        response.set_rcode(dns.rcode.NXDOMAIN)
-        response.authority = [_soa(zone)]
-        return
-    response.answer = _rrsets(zone, name, question.rdtype)
+    if complete and zone.exists(name):
+        response.answer = _rrsets(zone, name, question.rdtype)
+    else:
+        # It does not exist: its parent (or the part of it we could store) leads to
+        # the closest encloser, whose wildcard answers if it has one.
+        wildcard = zone.wildcard(name.partition(".")[2] if complete else name)
+        if wildcard is None:
+            response.set_rcode(dns.rcode.NXDOMAIN)
+            response.authority = [_soa(zone)]
+            return
+        response.answer = _synthesized(zone, wildcard, question.name, question.rdtype)
     if not response.answer:
         response.authority = [_soa(zone)]  # NODATA
     elif question.rdtype == dns.rdatatype.NS:

@@ -15,10 +15,15 @@ one never changed since it was created), proves that every later row is still th
 without one we cannot tell what changed, and answer ``None`` (the caller then sends
 the whole zone). The caller answers a client at the current serial itself.
 
-What a secondary holds at ``since`` for an owner is the record set of the owner's
+What a secondary holds at ``since`` for a host is the record set of the host's
 newest row up to ``since``. The rows of the ``since`` version give it exactly; for
-other owners the first later row's ``previous`` tells it (what the writer replaced).
+other hosts the first later row's ``previous`` tells it (what the writer replaced).
 A row without ``previous`` (written before it was logged) makes the answer ``None``.
+
+A row is about one host, but its records live at several names: each record set is
+expanded with :func:`..hostrecords.expand` (its ``wildcard`` flag, ``previous_wildcard``
+for ``previous``; a row without the key had none), so a wildcard turned on or off, or
+a changed ACME token, is a difference at ``*.<host>`` or ``_acme-challenge.<host>``.
 """
 
 from __future__ import annotations
@@ -34,14 +39,15 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..changelog import Kind
+from ..hostrecords import RTYPES, expand
 from ..tables import changes as _changes
-from ..zonedata import RTYPES
 
 READ_BATCH = 2000
 _KINDS = (Kind.RECORDS.value, Kind.HOST_REMOVED.value)
 
-Record = tuple[str, str, str]  # (owner, "A" or "AAAA", address)
-RecordSet = dict[str, tuple[str, ...]]  # "A"/"AAAA" -> addresses, no empty families
+Record = tuple[str, str, str]  # (owner name, its type: "A", "AAAA" or "TXT", one value)
+# Every (owner, type) a host stands for -> its values (:func:`..hostrecords.expand`).
+Names = dict[tuple[str, str], tuple[str, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,21 +65,23 @@ class Diff:
 class _Row:
     id: int
     kind: str
-    owner: str
+    host: str
     serial: int
-    records: RecordSet
-    previous: RecordSet | None
+    records: Names
+    previous: Names | None
     since: int | None  # the zone's serial before the row's commit
 
 
-def _record_set(raw: Any) -> RecordSet:
-    if not isinstance(raw, Mapping):
-        return {}
-    return {
-        str(rtype): tuple(str(a) for a in addresses)
-        for rtype, addresses in raw.items()
-        if rtype in RTYPES and addresses
-    }
+def _names(host: str, raw: Any, wildcard: Any) -> Names:
+    """The records at every name of ``host`` for a row's record set and wildcard flag."""
+    records = {}
+    if isinstance(raw, Mapping):
+        records = {
+            str(rtype): tuple(str(value) for value in values)
+            for rtype, values in raw.items()
+            if rtype in RTYPES and values
+        }
+    return expand(host, records, wildcard is True)
 
 
 def _parse(row: Any, zone: str) -> _Row | None:
@@ -83,14 +91,17 @@ def _parse(row: Any, zone: str) -> _Row | None:
         return None
     if not isinstance(value, dict) or value.get("zone") != zone or value.get("serial") is None:
         return None
+    host = row.subject
     removed = row.kind == Kind.HOST_REMOVED.value
     return _Row(
         int(row.id),
         row.kind,
-        row.subject,
+        host,
         int(value["serial"]) & 0xFFFFFFFF,
-        {} if removed else _record_set(value.get("records")),
-        _record_set(value["previous"]) if "previous" in value else None,
+        _names(host, {} if removed else value.get("records"), value.get("wildcard")),
+        _names(host, value["previous"], value.get("previous_wildcard"))
+        if "previous" in value
+        else None,
         int(value["since"]) & 0xFFFFFFFF if value.get("since") is not None else None,
     )
 
@@ -145,15 +156,15 @@ async def zone_diffs(
                 return None
     if not at_since and not any(row.since == since for row in later):
         return None  # neither a row of the `since` version nor one that follows it
-    known: dict[str, RecordSet] = {}
-    for row in reversed(at_since):  # oldest first: the newest row of an owner wins
-        known[row.owner] = row.records
+    known: dict[str, Names] = {}
+    for row in reversed(at_since):  # oldest first: the newest row of a host wins
+        known[row.host] = row.records
     return _diffs(since, reversed(later), known)
 
 
-def _diffs(since: int, rows: Iterable[_Row], known: dict[str, RecordSet]) -> list[Diff] | None:
-    """Group ``rows`` (oldest first) by serial into diffs, ``known`` holding each owner's
-    record set at ``since`` where the rows of that version said it."""
+def _diffs(since: int, rows: Iterable[_Row], known: dict[str, Names]) -> list[Diff] | None:
+    """Group ``rows`` (oldest first) by serial into diffs, ``known`` holding each host's
+    records at ``since`` where the rows of that version said them."""
     diffs: list[Diff] = []
     old_serial = since
     group: list[_Row] = []
@@ -174,21 +185,21 @@ def _diffs(since: int, rows: Iterable[_Row], known: dict[str, RecordSet]) -> lis
     return diffs
 
 
-def _diff(old_serial: int, rows: Sequence[_Row], known: dict[str, RecordSet]) -> Diff | None:
-    """One version: per owner, the record set before its first row and after its last."""
-    before: dict[str, RecordSet] = {}
+def _diff(old_serial: int, rows: Sequence[_Row], known: dict[str, Names]) -> Diff | None:
+    """One version: per host, its records before its first row and after its last."""
+    before: dict[str, Names] = {}
     for row in rows:
-        if row.owner not in before:
-            had = known.get(row.owner, row.previous)
+        if row.host not in before:
+            had = known.get(row.host, row.previous)
             if had is None:
                 return None
-            before[row.owner] = had
-        known[row.owner] = row.records
+            before[row.host] = had
+        known[row.host] = row.records
     diff = Diff(old_serial, rows[0].serial)
-    for owner, had in before.items():
-        has = known[owner]
-        for rtype in RTYPES:
-            old, new = set(had.get(rtype, ())), set(has.get(rtype, ()))
-            diff.deleted.extend((owner, rtype, address) for address in sorted(old - new))
-            diff.added.extend((owner, rtype, address) for address in sorted(new - old))
+    for host, had in before.items():
+        has = known[host]
+        for (owner, rtype), values in has.items():  # every name and type of the host
+            old, new = set(had.get((owner, rtype), ())), set(values)
+            diff.deleted.extend((owner, rtype, value) for value in sorted(old - new))
+            diff.added.extend((owner, rtype, value) for value in sorted(new - old))
     return diff

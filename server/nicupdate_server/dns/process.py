@@ -11,6 +11,9 @@ socket, and the configuration sent over that socket. The process then:
   server's ``builtin`` backend confirms a change (``good``) once that position covers it;
 * reads the log at once when the server says it committed something (``wake``), so a
   change is served within milliseconds, not at the next poll;
+* hands each UPDATE message to the server and sends the reply the server makes
+  (:mod:`..rfc2136in.handover`); reads the UPDATE keys every few seconds, to answer
+  queries signed with them (an ACME client's SOA lookup);
 * reports its counters every second, for ``/metrics``;
 * exits when the control socket closes: it never outlives its server.
 
@@ -28,10 +31,15 @@ import signal
 import socket
 from typing import Any
 
+import dns.name
+import dns.tsig
+
 from ..config import Config
 from ..db import create_engine
 from ..feed import Feed
 from ..logformat import log_to_stderr
+from ..rfc2136in.handover import Handover
+from ..rfc2136in.keys import follow
 from .control import encode, read_message
 from .secondaries import Secondaries
 from .server import DnsServer
@@ -53,6 +61,9 @@ class DnsProcess:
         self.feed.arrivals.append(self._arrived)
         self._writer: asyncio.StreamWriter | None = None
         self.secondaries: Secondaries | None = None
+        # UPDATE messages go to the server, which checks and applies them.
+        self.handover = Handover(self._send, lambda: self.config.server.apply_deadline)
+        self.server.update = self.handover.reply
 
     async def _set_up_secondaries(self, config: Config) -> None:
         """Serve transfers and send NOTIFY as ``config``'s [dns.transfer] says."""
@@ -100,6 +111,7 @@ class DnsProcess:
         tasks = [
             asyncio.create_task(self._report_served()),
             asyncio.create_task(self._report_stats()),
+            asyncio.create_task(follow(self.engine, self._update_keys)),
         ]
         try:
             while True:
@@ -108,6 +120,8 @@ class DnsProcess:
                     self.feed.wake()
                 elif "config" in message:
                     await self._reconfigure(message["config"])
+                elif "updated" in message:
+                    self.handover.replied(message)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # the server went away: so do we
         finally:
@@ -132,6 +146,9 @@ class DnsProcess:
         self.feed.wake()
         self._send({"served": self.feed.position})
 
+    def _update_keys(self, keys: dict[dns.name.Name, dns.tsig.Key]) -> None:
+        self.server.update_keys = keys
+
     async def _report_served(self) -> None:
         while True:
             await self._arrived.wait()
@@ -150,6 +167,7 @@ class DnsProcess:
             "rrl_dropped": limit.dropped,
             "rrl_slipped": limit.slipped,
             "tcp_refused": self.server.tcp_refused,
+            **self.handover.stats(),
         }
         if self.secondaries is not None:
             notifier = self.secondaries.notifier

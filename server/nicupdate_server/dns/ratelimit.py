@@ -2,7 +2,8 @@
 
 A forged source address turns a DNS server into an amplifier aimed at the address's
 owner. RRL counts the replies each source network gets, by what they say: the same
-answer (name and type), any NXDOMAIN of one zone, any error. Each such account earns
+answer (name and type; the names a wildcard answers count as the wildcard, as in
+BIND), any NXDOMAIN of one zone, any error. Each such account earns
 ``rate`` replies a second; one that spends more is in debt (down to ``window`` seconds'
 worth) and its replies are dropped, except every ``slip``-th, which is sent truncated
 (TC=1, nothing else: no larger than the query) so that a real resolver behind that

@@ -38,6 +38,7 @@ _TYPE_CLASS = {
     "A": struct.pack("!HH", dns.rdatatype.A, dns.rdataclass.IN),
     "AAAA": struct.pack("!HH", dns.rdatatype.AAAA, dns.rdataclass.IN),
 }
+_TYPE_CLASS_TXT = struct.pack("!HH", dns.rdatatype.TXT, dns.rdataclass.IN)
 _FAMILY = {"A": socket.AF_INET, "AAAA": socket.AF_INET6}
 _TTL_LENGTH = struct.Struct("!IH")
 # dnspython's rdata constructors are untyped; this table gives them a result type.
@@ -120,9 +121,18 @@ class Owners:
         )
 
 
-def address_records(owner: bytes, rtype: str, ttl: int, addresses: tuple[str, ...]) -> list[bytes]:
-    """The ``rtype`` ("A" or "AAAA") records of one owner (in wire form, see :class:`Owners`)."""
+def host_records(owner: bytes, rtype: str, ttl: int, values: tuple[str, ...]) -> list[bytes]:
+    """The ``rtype`` ("A", "AAAA" or "TXT") records of one owner (in wire form, see
+    :class:`Owners`); a TXT value is one character-string."""
+    if rtype == "TXT":
+        head = owner + _TYPE_CLASS_TXT
+        records = []
+        for value in values:
+            text = value.encode()
+            records.append(head + _TTL_LENGTH.pack(ttl, len(text) + 1) + bytes((len(text),)) + text)
+        return records
     family = _FAMILY[rtype]
+    addresses = values
     head = owner + _TYPE_CLASS[rtype]
     length = 4 if rtype == "A" else 16
     ttl_length = _TTL_LENGTH.pack(ttl, length)

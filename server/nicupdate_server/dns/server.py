@@ -16,7 +16,7 @@ import logging
 import socket
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import dns.name
@@ -24,6 +24,7 @@ import dns.rcode
 import dns.tsig
 
 from ..config import DnsSettings
+from ..rfc2136in.handover import is_update
 from ..zonedata import AuthoritativeData
 from .answer import TCP_MAX, Others, respond
 from .ratelimit import DROP, SEND, ResponseRateLimit, truncated
@@ -36,6 +37,9 @@ UDP_BATCH = 256  # datagrams answered per wake-up at most, so TCP and the feed g
 UDP_RECEIVE = 4096
 
 
+# An UPDATE message's reply, from the server (:mod:`..rfc2136in.handover`): the message,
+# its source address, and whether it came over TCP.
+Update = Callable[[bytes, str, bool], Awaitable[bytes]]
 # A zone transfer (AXFR, IXFR) or its refusal: the reply messages, from the process
 # that knows the journal and the keys (:mod:`.process`); over TCP or not.
 Transfer = Callable[[bytes, str, bool], AsyncIterator[bytes]]
@@ -72,6 +76,9 @@ class DnsServer:
         self.keyring: dict[dns.name.Name, dns.tsig.Key] = {}
         self.others: Others = {}
         self.transfer: Transfer | None = None
+        self.update: Update | None = None  # set by the DNS process
+        # UPDATE messages' keys: queries signed with them are answered, signed.
+        self.update_keys: dict[dns.name.Name, dns.tsig.Key] = {}
         # Told of each query refused for its TSIG signature: (query, source address).
         self.tsig_refused: Callable[[bytes, str], None] | None = None
         self._tcp: asyncio.Server | None = None
@@ -80,6 +87,7 @@ class DnsServer:
         self._closing = False
         self._reading = False
         self._transfers: set[asyncio.Future[None]] = set()
+        self._updates: set[asyncio.Future[None]] = set()
         # Replies sent, by rcode (read by /metrics); TCP connections turned away.
         self.rcodes: Counter[int] = Counter()
         self.tcp_refused = 0
@@ -87,9 +95,8 @@ class DnsServer:
     def _reference(
         self, wire: bytes, max_size: int | None, source: str = ""
     ) -> tuple[bytes, dns.rcode.Rcode] | None:
-        replied = respond(
-            self._data, wire, max_size=max_size, keyring=self.keyring, others=self.others
-        )
+        keyring = {**self.update_keys, **self.keyring} if self.update_keys else self.keyring
+        replied = respond(self._data, wire, max_size=max_size, keyring=keyring, others=self.others)
         if replied is not None and replied[1] == dns.rcode.NOTAUTH and self.tsig_refused:
             self.tsig_refused(wire, source)
         return replied
@@ -153,6 +160,9 @@ class DnsServer:
                 elif self.transfer is not None and is_transfer(wire):
                     self._udp_transfer(wire, source)
                     continue
+                elif self.update is not None and is_update(wire):
+                    self._udp_update(self.update, wire, source)
+                    continue
                 else:
                     replied = self._reference(wire, None, str(source[0]))
                     if replied is None:
@@ -187,6 +197,22 @@ class DnsServer:
         task = asyncio.ensure_future(reply())
         self._transfers.add(task)
         task.add_done_callback(self._transfers.discard)
+
+    def _udp_update(self, update: Update, wire: bytes, source: Any) -> None:
+        """An UPDATE message, answered when the server has (not rate limited: the
+        handover bounds them)."""
+
+        async def reply() -> None:
+            message = await update(wire, str(source[0]), False)
+            try:
+                self._udp.sendto(message, source)
+            except OSError:
+                return  # the socket's buffer is full, or it is closed: UDP may drop
+            self.rcodes[message[3] & 0x0F] += 1
+
+        task = asyncio.ensure_future(reply())
+        self._updates.add(task)
+        task.add_done_callback(self._updates.discard)
 
     # -- TCP -------------------------------------------------------------------------------
 
@@ -237,6 +263,13 @@ class DnsServer:
                     writer.write(len(message).to_bytes(2, "big") + message)
                     async with asyncio.timeout(TCP_IDLE_TIMEOUT):
                         await writer.drain()
+                continue
+            if self.update is not None and is_update(wire):
+                reply = await self.update(wire, source, True)
+                self.rcodes[reply[3] & 0x0F] += 1
+                writer.write(len(reply).to_bytes(2, "big") + reply)
+                async with asyncio.timeout(TCP_IDLE_TIMEOUT):
+                    await writer.drain()
                 continue
             replied = self._reference(wire, TCP_MAX, source)
             if replied is None:

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..config import Config
@@ -55,7 +56,12 @@ class SupervisedDns:
         self.restarts = 0
         # What the process last reported (read by /metrics).
         self.rcodes: Counter[int] = Counter()
+        self.update_rcodes: Counter[int] = Counter()  # UPDATE messages' replies
         self.stats: dict[str, int] = {}
+        # Answers the UPDATE messages the process hands over (:mod:`..rfc2136in`):
+        # (message, source address, over TCP) -> the reply.
+        self.on_update: Callable[[bytes, str, bool], Awaitable[bytes]] | None = None
+        self._updates: set[asyncio.Task[None]] = set()
 
     def bind(self) -> None:
         """Bind the DNS port (raises OSError: in use, not permitted)."""
@@ -112,7 +118,19 @@ class SupervisedDns:
             self.served.announced(int(message["served"]))
         if "rcodes" in message:
             self.rcodes = Counter(message["rcodes"])
-            self.stats = {k: int(v) for k, v in message.items() if k != "rcodes"}
+            self.update_rcodes = Counter(message.get("update_rcodes", {}))
+            self.stats = {k: int(v) for k, v in message.items() if not k.endswith("rcodes")}
+        if "update" in message:
+            task = asyncio.create_task(self._update(message))
+            self._updates.add(task)
+            task.add_done_callback(self._updates.discard)
+
+    async def _update(self, message: dict[str, Any]) -> None:
+        """Answer an UPDATE message the process handed over (None: not taken here)."""
+        reply = None
+        if self.on_update is not None:
+            reply = await self.on_update(message["wire"], message["source"], message["tcp"])
+        self._send({"updated": message["update"], "reply": reply})
 
     def _send(self, message: dict[str, Any]) -> None:
         if self._writer is not None and not self._writer.is_closing():
@@ -173,6 +191,8 @@ class SupervisedDns:
 
     async def close(self) -> None:
         self._closing = True
+        for task in self._updates:
+            task.cancel()
         if self._task is not None:
             await self._reap()
             with contextlib.suppress(asyncio.CancelledError):

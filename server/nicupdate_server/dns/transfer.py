@@ -15,7 +15,7 @@ an AXFR over UDP gets FORMERR, as BIND and Knot answer it (RFC 1034 §4.3.5 and 
 5936 §4.2 define AXFR over TCP only).
 
 Consistency: every answer is rendered from one snapshot of the zone, taken before the
-first ``await``: shallow copies of its two record tables, its serial, and the position
+first ``await``: shallow copies of its record tables, its serial, and the position
 in the change log that data reflects. The journal is asked for the differences up to
 that position only, and the differences it gives are checked against the snapshot
 (applied backwards, each added record must be there and each deleted one absent) before
@@ -23,6 +23,10 @@ they are sent, so a secondary never gets a version that mixes two states. When t
 not hold, or the log does not reach back, or they are larger than the zone, the IXFR
 is answered with the whole zone (RFC 1995 §4). Renders yield to the event loop between
 messages; a message is at most 64 KiB and holds as many records as fit.
+
+The records are those the zone serves at their owner names: a host's wildcard goes as
+the records of ``*.<host>``, its ACME tokens as the TXT records of
+``_acme-challenge.<host>``; a secondary answers for the wildcard as we do (RFC 4592).
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ from .catalog import CatalogZone
 from .journal import Diff, Record
 from .records import (
     Owners,
-    address_records,
+    host_records,
     make_rdata,
     name_wire,
     rdata_record,
@@ -110,8 +114,8 @@ class _Snapshot:
         for owner, rdata in self.other:
             yield rdata_record(owners.wire(owner), self.ttl, rdata)
         for rtype, table in self.tables.items():
-            for owner, addresses in table.items():
-                yield from address_records(owners.wire(owner), rtype, self.ttl, addresses)
+            for owner, values in table.items():
+                yield from host_records(owners.wire(owner), rtype, self.ttl, values)
 
 
 def _zone_snapshot(zone: ZoneData, position: int, records: bool) -> _Snapshot:
@@ -420,9 +424,9 @@ class Transfers:
         yield newest
         for diff in diffs:
             yield rdata_record(apex, snapshot.ttl, with_serial(snapshot.soa, diff.old_serial))
-            yield from _address_records(owners, snapshot.ttl, diff.deleted)
+            yield from _records(owners, snapshot.ttl, diff.deleted)
             yield rdata_record(apex, snapshot.ttl, with_serial(snapshot.soa, diff.new_serial))
-            yield from _address_records(owners, snapshot.ttl, diff.added)
+            yield from _records(owners, snapshot.ttl, diff.added)
         yield newest
 
     # -- messages -----------------------------------------------------------------------
@@ -448,9 +452,9 @@ def _framed(soa: bytes, records: Iterator[bytes]) -> Iterator[bytes]:
     yield soa
 
 
-def _address_records(owners: Owners, ttl: int, records: list[Record]) -> Iterator[bytes]:
-    for owner, rtype, address in records:
-        yield from address_records(owners.wire(owner), rtype, ttl, (address,))
+def _records(owners: Owners, ttl: int, records: list[Record]) -> Iterator[bytes]:
+    for owner, rtype, value in records:
+        yield from host_records(owners.wire(owner), rtype, ttl, (value,))
 
 
 def _check(snapshot: _Snapshot, since: int, diffs: list[Diff]) -> str | None:
@@ -482,20 +486,20 @@ def _check(snapshot: _Snapshot, since: int, diffs: list[Diff]) -> str | None:
         return found
 
     for diff in reversed(diffs):
-        for owner, rtype, address in diff.added:
+        for owner, rtype, value in diff.added:
             if owner in snapshot.glue:
                 return f"{owner} has configured glue"
             held = now(owner, rtype)
-            if address not in held:
-                return f"{owner} {rtype} {address} was added but is not served"
-            held.remove(address)
-        for owner, rtype, address in diff.deleted:
+            if value not in held:
+                return f"{owner} {rtype} {value} was added but is not served"
+            held.remove(value)
+        for owner, rtype, value in diff.deleted:
             if owner in snapshot.glue:
                 return f"{owner} has configured glue"
             held = now(owner, rtype)
-            if address in held:
-                return f"{owner} {rtype} {address} was deleted but is served"
-            held.add(address)
+            if value in held:
+                return f"{owner} {rtype} {value} was deleted but is served"
+            held.add(value)
     return None
 
 

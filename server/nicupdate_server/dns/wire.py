@@ -1,15 +1,19 @@
 """The fast path: most replies written straight from the query's bytes.
 
 A typical query (one question of class IN, no EDNS or plain EDNS version 0, a name of
-ordinary labels) for an address, or for a name that does not exist, is answered here
-without dnspython: the reply is the query's header and question (so the client's
-spelling of the name, 0x20, comes back) followed by records whose owner names point
-at the question. Questions about the apex (SOA, NS, ANY) have the same answer for every
-query of one shape, so the reference answer (:mod:`.answer`) is kept per zone until the
-serial changes. Everything else, and every reply that would not fit, returns ``None``
-and goes to :mod:`.answer`; the tests hold both to the same replies.
+ordinary labels) for an address or a TXT record, or for a name that does not exist, is
+answered here without dnspython: the reply is the query's header and question (so the
+client's spelling of the name, 0x20, comes back) followed by records whose owner names
+point at the question. That holds for the records a wildcard gives a name that does
+not exist (RFC 4592) too: their owner is the query name. Questions about the apex
+(SOA, NS, ANY) have the same answer for every query of one shape, so the reference
+answer (:mod:`.answer`) is kept per zone until the serial changes. Everything else,
+and every reply that would not fit, returns ``None`` and goes to :mod:`.answer`; the
+tests hold both to the same replies.
 
-:func:`fast_reply` also says what kind of reply it wrote, for rate limiting.
+:func:`fast_reply` also says what kind of reply it wrote, for rate limiting, and what
+it counts it by: an answer by its question, but an answer a wildcard made by the
+wildcard's (as BIND does: a flood of random names below it is one account).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ ANSWER, NODATA, NXDOMAIN, ERROR = "responses", "nodata", "nxdomains", "errors"
 _QR_AA = 0x8400
 _KEPT_FLAGS = 0x0110  # RD and CD are copied from the query
 _NOERROR, _NXDOMAIN, _REFUSED = 0, 3, 5
-_A, _NS, _SOA, _AAAA, _OPT, _ANY = 1, 2, 6, 28, 41, 255
+_A, _NS, _SOA, _TXT, _AAAA, _OPT, _ANY = 1, 2, 6, 16, 28, 41, 255
 _LABEL_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_-")
 _TTL_LENGTH = struct.Struct("!IH")
 _SOA_NUMBERS = struct.Struct("!IIIII")
@@ -35,7 +39,9 @@ _COUNTS = struct.Struct("!HHHHH")  # flags, then the four section counts
 _OPT_RR = b"\x00" + struct.pack("!HHIH", _OPT, EDNS_PAYLOAD, 0, 0)
 _OPT_RR_DO = b"\x00" + struct.pack("!HHIH", _OPT, EDNS_PAYLOAD, 0x8000, 0)
 _TYPE_BYTES = {_A: b"\x00\x01\x00\x01", _AAAA: b"\x00\x1c\x00\x01"}
-_FAMILY = {_A: (socket.AF_INET, "A"), _AAAA: (socket.AF_INET6, "AAAA")}
+_FAMILY = {_A: socket.AF_INET, _AAAA: socket.AF_INET6}
+_RTYPES = {_A: "A", _AAAA: "AAAA", _TXT: "TXT"}  # the types a host's names hold
+_TXT_HEAD = b"\xc0\x0c\x00\x10\x00\x01"  # owner: the question; type TXT, class IN
 
 ANSWERS_KEPT = 100_000
 # An answer kept by the fast path: its zone, the zone's generation and serial, the
@@ -111,9 +117,10 @@ class FastPath:
         """The UDP reply to ``wire``, its kind and what rate limiting counts it by (the
         question for answers, the zone for NXDOMAIN); ``None``: ask :mod:`.answer`.
 
-        Answers (not NXDOMAIN: a flood of random names would only churn them) are kept
-        by their question in lower case and the query's EDNS shape, while their zone's
-        records and serial stay the same: a repeated question costs a dictionary look-up."""
+        Answers (not NXDOMAIN nor a wildcard's: a flood of random names would only churn
+        them) are kept by their question in lower case and the query's EDNS shape, while
+        their zone's records and serial stay the same: a repeated question costs a
+        dictionary look-up."""
         if len(wire) < 17 or wire[4:10] != b"\x00\x01\x00\x00\x00\x00" or wire[2] & 0xFA:
             return None
         additional = wire[10:12]
@@ -143,8 +150,8 @@ class FastPath:
                 flags = (head | ((wire[2] << 8 | wire[3]) & _KEPT_FLAGS)).to_bytes(2, "big")
                 return wire[:2] + flags + tail[:8] + question + tail[8:], kind, subject
         made = self._make(wire)
-        if made is None or made[1] not in (ANSWER, NODATA):
-            return made
+        if made is None or made[1] not in (ANSWER, NODATA) or made[2] != key[:-1]:
+            return made  # NXDOMAIN and a wildcard's answers (counted by it) are not kept
         zone_found = self.data.find_zone(question_name(question))
         if zone_found is not None:
             if len(self._answers) >= ANSWERS_KEPT:
@@ -236,27 +243,26 @@ class FastPath:
                 return None  # the glue kept depends on the query's size
             return self._apex_reply(wire, zone, question, opt, flags, limit)
         offset = 12 + len(question) - 4 - len(zone.name) - 2  # the zone's name in the question
-        if qtype in _FAMILY:
-            found = zone.lookup(name, _FAMILY[qtype][1])
+        rtype = _RTYPES.get(qtype)
+        if rtype is not None:
+            found = zone.lookup(name, rtype)
             if found:
-                family = _FAMILY[qtype][0]
-                head = b"\xc0\x0c" + _TYPE_BYTES[qtype]
-                length = 4 if qtype == _A else 16
-                ttl = _TTL_LENGTH.pack(zone.ttl, length)
-                records = b"".join(
-                    head + ttl + socket.inet_pton(family, address) for address in found
-                )
-                counts = _COUNTS.pack(_QR_AA | flags, 1, len(found), 0, 1 if opt else 0)
-                reply = wire[:2] + counts + question + records + opt
-                if len(reply) > limit:
-                    return None
-                return reply, ANSWER, question.lower()
+                return _records(wire, question, qtype, zone.ttl, found, flags, opt, limit)
         if qtype == _ANY:
             return None
         if zone.exists(name):
             rcode, kind, counted = _NOERROR, NODATA, question.lower()
         else:
-            rcode, kind, counted = _NXDOMAIN, NXDOMAIN, zone.name.encode()
+            wildcard = zone.wildcard(name.partition(".")[2]) if zone.has_wildcards else None
+            if wildcard is None:
+                rcode, kind, counted = _NXDOMAIN, NXDOMAIN, zone.name.encode()
+            else:  # RFC 4592: the wildcard's records, or NODATA; counted by the wildcard
+                counted = _name_wire(wildcard) + question[-4:]
+                found = zone.lookup(wildcard, rtype) if rtype is not None else ()
+                if found:
+                    made = _records(wire, question, qtype, zone.ttl, found, flags, opt, limit)
+                    return None if made is None else (made[0], ANSWER, counted)
+                rcode, kind = _NOERROR, NODATA
         counts = _COUNTS.pack(_QR_AA | flags | rcode, 1, 0, 1, 1 if opt else 0)
         return wire[:2] + counts + question + self._soa_rr(zone, offset) + opt, kind, counted
 
@@ -282,3 +288,37 @@ class FastPath:
         head = ((reply[0] << 8 | reply[1]) | flags).to_bytes(2, "big")
         reply = wire[:2] + head + reply[2:10] + question + reply[10 + len(question) :]
         return reply, ANSWER, question.lower()
+
+
+def _records(
+    wire: bytes,
+    question: bytes,
+    qtype: int,
+    ttl: int,
+    found: tuple[str, ...],
+    flags: int,
+    opt: bytes,
+    limit: int,
+) -> tuple[bytes, str, bytes] | None:
+    """An answer of ``found`` (A, AAAA or TXT values) owned by the question; ``None``
+    when it would not fit in ``limit`` bytes (the reference truncates it)."""
+    if qtype == _TXT:
+        records = b""
+        for value in found:
+            text = value.encode()  # as dnspython writes a str: one character-string
+            if len(text) > 255:
+                return None
+            records += _TXT_HEAD + _TTL_LENGTH.pack(ttl, len(text) + 1) + bytes((len(text),)) + text
+    else:
+        family = _FAMILY[qtype]
+        head = b"\xc0\x0c" + _TYPE_BYTES[qtype]
+        length = 4 if qtype == _A else 16
+        ttl_length = _TTL_LENGTH.pack(ttl, length)
+        records = b"".join(
+            head + ttl_length + socket.inet_pton(family, address) for address in found
+        )
+    counts = _COUNTS.pack(_QR_AA | flags, 1, len(found), 0, 1 if opt else 0)
+    reply = wire[:2] + counts + question + records + opt
+    if len(reply) > limit:
+        return None
+    return reply, ANSWER, question.lower()

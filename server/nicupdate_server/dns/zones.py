@@ -1,10 +1,12 @@
 """What the DNS process serves: the builtin zones, loaded once and then kept up to date
 from the change log, row by row (the records of one host and the zone's new serial).
 
-The DNS process holds no accounts or tokens, only names and addresses, and it writes
+The DNS process holds no accounts or tokens, only names and records, and it writes
 nothing: the rows it applies were committed by the server processes (or the CLI), in
-log order, each carrying the whole record set of its host, so applying one again or in
-a different round changes nothing.
+log order, each carrying the whole record set of its host and its wildcard flag, so
+applying one again or in a different round changes nothing. A host's records go to
+every name it stands for (:mod:`..hostrecords`): its own, ``*.<host>`` when its
+wildcard is on, ``_acme-challenge.<host>`` for its TXT records.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from ..config import Config
 from ..tables import hosts as _hosts
 from ..tables import records as _records
 from ..tables import zones as _zones
-from ..zonedata import AuthoritativeData, ZoneData
+from ..zonedata import AuthoritativeData, Host, ZoneData
 
 log = logging.getLogger("nicupdate.dns")
 
@@ -49,9 +51,11 @@ class ServedZones:
         for name, serial in await conn.execute(select(_zones.c.name, _zones.c.serial)):
             if name in zones:
                 zones[name].serial = serial
-        found: dict[str, dict[str, list[str]]] = defaultdict(dict)
+        # Host name -> its record set (the tuples go into the zone as they are).
+        found: dict[str, dict[str, tuple[str, ...]]] = defaultdict(dict)
+        wildcards: set[str] = set()
         query = (
-            select(_hosts.c.fqdn, _records.c.rtype, _records.c.address)
+            select(_hosts.c.fqdn, _hosts.c.wildcard, _records.c.rtype, _records.c.address)
             .select_from(_hosts.join(_records, _records.c.host_id == _hosts.c.id))
             .order_by(_hosts.c.id, _records.c.rtype, _records.c.address)
             .execution_options(yield_per=LOAD_BATCH)
@@ -60,18 +64,17 @@ class ServedZones:
         try:
             async with conn.stream(query) as result:
                 async for rows in result.partitions():
-                    for fqdn, rtype, address in rows:
-                        found[fqdn].setdefault(rtype, []).append(address)
-            by_zone: dict[str, list[tuple[str, tuple[str, ...], tuple[str, ...]]]] = defaultdict(
-                list
-            )
+                    for fqdn, wildcard, rtype, value in rows:
+                        records = found[fqdn]
+                        records[rtype] = (*records.get(rtype, ()), value)
+                        if wildcard:
+                            wildcards.add(fqdn)
+            by_zone: dict[str, list[Host]] = defaultdict(list)
             for fqdn, records in found.items():
                 zone = config.zone_for(fqdn)
                 if zone is None or zone.name not in zones or fqdn in config.reserved:
                     continue
-                by_zone[zone.name].append(
-                    (fqdn, tuple(records.get("A", ())), tuple(records.get("AAAA", ())))
-                )
+                by_zone[zone.name].append((fqdn, records, fqdn in wildcards))
             for name, names in by_zone.items():
                 zones[name].fill(names)
         finally:
@@ -79,7 +82,7 @@ class ServedZones:
         self.config = config
         self.data.zones = zones
         count = sum(len(found) for found in by_zone.values())
-        log.info("DNS: %d zones, %d names with records", len(zones), count)
+        log.info("DNS: %d zones, %d hosts with records", len(zones), count)
         return position
 
     def apply(self, entries: list[Entry]) -> None:
@@ -95,9 +98,10 @@ class ServedZones:
             if zone is None:
                 continue  # no records, or not a builtin zone
             if entry.subject not in reserved:
-                records = records_of(value) if entry.kind == Kind.RECORDS else {}
-                zone.set(entry.subject, "A", records.get("A", ()))
-                zone.set(entry.subject, "AAAA", records.get("AAAA", ()))
+                if entry.kind == Kind.RECORDS:
+                    zone.set_host(entry.subject, records_of(value), value.get("wildcard") is True)
+                else:  # every name of the host loses its records
+                    zone.set_host(entry.subject, {}, False)
             serial = value.get("serial")
             if serial is not None and int(serial) > zone.serial:
                 zone.serial = raised[zone.name] = int(serial)

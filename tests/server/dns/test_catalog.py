@@ -116,7 +116,9 @@ def test_a_secondary_serves_the_member_zones_the_catalog_lists(
     member = "member.example"
     zone = primary.run(
         lambda: primary.data.add_zone(
-            ZoneSettings(name=member), 2024060101, [(f"www.{member}", ("192.0.2.80",), ())]
+            ZoneSettings(name=member),
+            2024060101,
+            [(f"www.{member}", {"A": ("192.0.2.80",)}, False)],
         )
     )
     catalog = CatalogZone(CATALOG, [member], now=500)

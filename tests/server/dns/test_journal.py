@@ -54,21 +54,28 @@ async def make_engine(directory: Path) -> AsyncEngine:
 
 @dataclass(frozen=True)
 class Row:
-    """One host's change: its new records and those it had (None: leave ``previous`` out)."""
+    """One host's change: its new records and those it had (None: leave ``previous`` out),
+    and its wildcard flag after and before (written only when on, as the server does)."""
 
     fqdn: str
     records: Records
     previous: Records | None = field(default_factory=dict)
     removed: bool = False
+    wildcard: bool = False
+    previous_wildcard: bool = False
 
     def change(self, zone: str, serial: int) -> Change:
         value: dict[str, Any] = {"zone": zone, "serial": serial}
         if self.previous is not None:
             value["previous"] = self.previous
+        if self.previous_wildcard:
+            value["previous_wildcard"] = True
         if self.removed:
             value.update(id=1, owner="alice")
             return Change(Kind.HOST_REMOVED, self.fqdn, value)
         value["records"] = self.records
+        if self.wildcard:
+            value["wildcard"] = True
         return Change(Kind.RECORDS, self.fqdn, value)
 
 
@@ -99,8 +106,8 @@ def apply(zone: ZoneData, rows: Sequence[Row], serial: int) -> None:
     """What the DNS process does with a commit's rows: each host's records, the serial."""
     for row in rows:
         records = {} if row.removed else row.records
-        zone.set(row.fqdn, "A", tuple(records.get("A", ())))
-        zone.set(row.fqdn, "AAAA", tuple(records.get("AAAA", ())))
+        record_set = {rtype: tuple(values) for rtype, values in records.items()}
+        zone.set_host(row.fqdn, record_set, row.wildcard and not row.removed)
     zone.serial = serial
 
 

@@ -78,7 +78,11 @@ class Running:
 @pytest.fixture
 def running() -> Iterator[Running]:
     """A server on 127.0.0.1, port 0, in a thread with its own event loop."""
-    data, zone = make_data()
+    yield from serving(*make_data())
+
+
+def serving(data: AuthoritativeData, zone: ZoneData) -> Iterator[Running]:
+    """Serve ``data`` (``zone`` is the one tests change) as :func:`running` does."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()

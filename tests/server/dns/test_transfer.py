@@ -76,8 +76,11 @@ def fill(zone: ZoneData, count: int) -> None:
     zone.fill(
         (
             f"h{i}.{ZONE}",
-            (f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",),
-            (f"2001:db8::{i:x}",) if i % 3 == 0 else (),
+            {
+                "A": (f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",),
+                "AAAA": (f"2001:db8::{i:x}",) if i % 3 == 0 else (),
+            },
+            False,
         )
         for i in range(count)
     )
@@ -94,8 +97,10 @@ def expected(zone: ZoneData) -> dns.zone.Zone:
         f"@ {ttl} IN NS ns2.example.net.",
     ]
     for rtype, table in zone.records.items():
-        for owner, addresses in table.items():
-            lines.extend(f"{owner}. {ttl} IN {rtype} {address}" for address in addresses)
+        for owner, values in table.items():
+            if rtype == "TXT":
+                values = tuple(f'"{value}"' for value in values)
+            lines.extend(f"{owner}. {ttl} IN {rtype} {value}" for value in values)
     return dns.zone.from_text("\n".join(lines), origin=ORIGIN)
 
 

@@ -35,6 +35,14 @@ def make_data() -> AuthoritativeData:
     zone.set(f"many.{ZONE}", "A", tuple(f"192.0.2.{i}" for i in range(1, 17)))
     zone.set(f"many.{ZONE}", "AAAA", tuple(f"2001:db8::{i:x}" for i in range(1, 17)))
     zone.set(f"huge.{ZONE}", "AAAA", tuple(f"2001:db8::{i:x}" for i in range(1, 61)))
+    # Wildcards (RFC 4592) and ACME TXT records, as hosts have them.
+    zone.set_host(f"wild.{ZONE}", {"A": ("192.0.2.80",), "AAAA": ("2001:db8::80",)}, True)
+    zone.set(f"sub.wild.{ZONE}", "A", ("192.0.2.82",))  # a name that exists below it
+    zone.set_host(f"v4wild.{ZONE}", {"A": ("192.0.2.81",), "TXT": ("token-1", "token-2")}, True)
+    zone.set_host(f"acme.{ZONE}", {"TXT": ("t" * 255,)}, False)
+    zone.set_host(
+        f"manywild.{ZONE}", {"AAAA": tuple(f"2001:db8::{i:x}" for i in range(1, 61))}, True
+    )
     other = data.add_zone(ZoneSettings(name="other.test", soa_rname="admin.example.net"), 7)
     other.set("x.other.test", "A", ("192.0.2.1",))
     return data
@@ -67,6 +75,20 @@ NAMES = [
     "example.com",
     "test",
     f"odd_name-1.{ZONE}",
+    f"wild.{ZONE}",
+    f"*.wild.{ZONE}",  # the wildcard itself
+    f"x.wild.{ZONE}",  # made from it
+    f"a.b.wild.{ZONE}",
+    f"sub.wild.{ZONE}",  # exists: its own records
+    f"x.sub.wild.{ZONE}",  # below a name that exists without a wildcard: NXDOMAIN
+    f"y.*.wild.{ZONE}",
+    f"odd\\.label.wild.{ZONE}",
+    f"x.v4wild.{ZONE}",
+    f"_acme-challenge.v4wild.{ZONE}",  # two TXT values, and below a wildcard's parent
+    f"x._acme-challenge.v4wild.{ZONE}",
+    f"_acme-challenge.acme.{ZONE}",  # one long value
+    f"acme.{ZONE}",
+    f"x.manywild.{ZONE}",  # too large for UDP
 ]
 TYPES = ["A", "AAAA", "SOA", "NS", "ANY", "MX", "TXT", "DNSKEY", "CNAME", "PTR", "HINFO"]
 
@@ -96,7 +118,7 @@ def spelled(name: str, pattern: int) -> str:
     return "".join(c.upper() if pattern >> (i % 16) & 1 else c for i, c in enumerate(name))
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     name=st.sampled_from(NAMES),
     case=st.integers(0, 0xFFFF),
@@ -157,6 +179,17 @@ def test_the_common_queries_take_the_fast_path() -> None:
         assert made is not None and made[0] == expected, (name, rdtype)
     assert kind(f"nothing.{ZONE}", "A") == (NXDOMAIN, ZONE.encode())
     assert kind("example.com", "A") == (ERROR, b"")
+    # A wildcard's answers are the fast path's too, counted by the wildcard (any name
+    # below it is one account, as in BIND); ACME TXT records by their question.
+    wildcard = b"\x01*\x04wild\x03dyn\x07example\x04test\x00"
+    assert kind(f"x.wild.{ZONE}", "A") == (ANSWER, wildcard + b"\x00\x01\x00\x01")
+    assert kind(f"A.B.wild.{ZONE}", "AAAA", edns=True) == (ANSWER, wildcard + b"\x00\x1c\x00\x01")
+    assert kind(f"x.wild.{ZONE}", "TXT") == (NODATA, wildcard + b"\x00\x10\x00\x01")
+    assert kind(f"x.sub.wild.{ZONE}", "A") == (NXDOMAIN, ZONE.encode())
+    acme = f"_acme-challenge.v4wild.{ZONE}"
+    made = kind(acme, "TXT")
+    assert made is not None and made[0] == ANSWER
+    assert kind(f"x.{acme}", "TXT") == (NXDOMAIN, ZONE.encode())
     # Too large for UDP, unusual names, transfers: the reference answers.
     assert kind(f"huge.{ZONE}", "AAAA") is None
     assert kind(f"Odd\\.name.{ZONE}", "A") is None

@@ -18,10 +18,34 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import dns.rdata
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+
+
+def txt_value(text: str) -> str:
+    """A TXT record in zone-file form (``"a" "b"``, or bare) as its value: the strings
+    joined, as dnspython reads them (not with the backends' own parser)."""
+    rdata: Any = dns.rdata.from_text("IN", "TXT", text)
+    return b"".join(rdata.strings).decode()
+
+
+def is_quoted_txt(text: str) -> bool:
+    """Whether ``text`` is one or more complete zone-file quoted strings (``"..."``), as
+    the APIs that want TXT values quoted (Route 53, Huawei Cloud) check them."""
+    rest = text.strip()
+    while rest:
+        if not rest.startswith('"'):
+            return False
+        end = 1
+        while end < len(rest) and rest[end] != '"':
+            end += 2 if rest[end] == "\\" else 1
+        if end >= len(rest):
+            return False
+        rest = rest[end + 1 :].lstrip()
+    return bool(text.strip())
 
 
 @dataclass

@@ -16,7 +16,9 @@ Error codes and statuses as Alibaba Cloud sends them: ``InvalidAccessKeyId.NotFo
 
 Only the record calls a relay uses exist: DescribeSubDomainRecords, AddDomainRecord,
 UpdateDomainRecord, DeleteDomainRecord, DeleteSubDomainRecords. Any other action is
-unexpected.
+unexpected. Records are A, AAAA and TXT; an RR may be a wildcard (``*.home``). A TXT
+value is kept and listed as sent: Alidns takes it as plain text, without quotes (an
+empty one is not expected from a relay).
 """
 
 from __future__ import annotations
@@ -326,6 +328,10 @@ class FakeAlidns(FakeProvider):
 
     def value(self, params: dict[str, str]) -> tuple[str, str]:
         rtype, value = params["Type"].upper(), params["Value"]
+        if rtype == "TXT":
+            if not value:
+                raise _Unexpected("an empty TXT value")
+            return rtype, value
         if rtype not in ("A", "AAAA"):
             raise _Unexpected(f"record type {rtype}")
         try:

@@ -8,7 +8,12 @@ keeps records with random 32-hex ids, answers in Cloudflare's envelope::
 
 and refuses what Cloudflare refuses: a bad TTL (9021), an address that is not one of
 the type (9005), an identical record (81058), an A or AAAA where a CNAME is (81054), a
-record id it does not know (404, 81044), a zone id it does not know (400, 7003/7000).
+record id it does not know (404, 81044), a zone id it does not know (400, 7003/7000), a
+proxied TXT record (9004), TXT content past 2048 characters (9100).
+
+Names are kept as given, lower-cased: a wildcard is a record named ``*.<name>``. TXT
+content is kept and returned as sent: Cloudflare documents it as quoted character-strings
+(``"token"``) but takes bare text too, and the dashboard shows what was sent.
 
 Routes: ``GET /zones?name=``, ``GET /zones/{zid}/dns_records?type=&name=``, ``POST
 /zones/{zid}/dns_records``, ``PATCH|PUT|DELETE /zones/{zid}/dns_records/{rid}``.
@@ -39,7 +44,9 @@ RECORD_PARAMS = frozenset(
     {"type", "name", "content", "proxied", "page", "per_page", "order", "direction", "match"}
 )
 RECORD_FIELDS = frozenset({"type", "name", "content", "ttl", "proxied", "comment", "tags"})
-TYPES = ("A", "AAAA", "CNAME")
+TYPES = ("A", "AAAA", "CNAME", "TXT")
+PROXIABLE = ("A", "AAAA", "CNAME")
+MAX_TXT = 2048
 WELL_FORMED = re.compile(r"Bearer [A-Za-z0-9_-]{40}")
 
 Error = tuple[int, int, str]  # HTTP status, Cloudflare code, message
@@ -114,6 +121,7 @@ class FakeCloudflare(FakeProvider):
             ]
 
     def addresses(self, fqdn: str, rtype: str) -> list[str]:
+        """The records' content, sorted (TXT content as stored, maybe quoted)."""
         return sorted(r["content"] for r in self.find(fqdn, rtype))
 
     def ttl(self, fqdn: str, rtype: str) -> int | None:
@@ -335,7 +343,7 @@ class FakeCloudflare(FakeProvider):
             "name": name,
             "type": fields["type"],
             "content": content,
-            "proxiable": True,
+            "proxiable": fields["type"] in PROXIABLE,
             "proxied": proxied,
             "ttl": 1 if proxied is True else fields.get("ttl", 1),  # proxied: automatic
             "settings": {},
@@ -366,6 +374,10 @@ class FakeCloudflare(FakeProvider):
             return BAD_TTL
         if not isinstance(record["proxied"], bool):
             return (400, 9003, "Invalid 'proxied' value, must be a boolean.")
+        if record["proxied"] and rtype not in PROXIABLE:
+            return (400, 9004, "This record type cannot be proxied.")
+        if rtype == "TXT" and not 0 < len(str(content)) <= MAX_TXT:
+            return (400, 9100, "Content for TXT record is invalid: at most 2048 characters.")
         for other in self.records.values():
             if other["id"] == record["id"] or other["name"] != record["name"]:
                 continue

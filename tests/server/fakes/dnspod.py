@@ -9,7 +9,9 @@ credential scope (the timestamp's date, service ``dnspod``) and the clock skew (
 
 It keeps domains and records with numeric RecordIds, implements the four record calls
 the backend uses (any other action, version or parameter is a test failure), refuses a
-TTL below the plan's minimum (600 on the free plan), and fails on demand:
+TTL below the plan's minimum (600 on the free plan), and fails on demand. Records are A,
+AAAA and TXT (the value kept and listed as sent, unquoted, at most 512 characters); a
+SubDomain may be a wildcard (``*.home``). Failures on demand:
 ``fail_next("throttle")`` RequestLimitExceeded, ``"server"`` InternalError, ``"http500"``
 a bare HTTP 500 from the gateway, ``"credentials"`` AuthFailure.SecretIdNotFound.
 """
@@ -287,20 +289,26 @@ class DnspodFake(FakeProvider):
     def checked(self, params: dict[str, Any]) -> Record:
         """The record a Create or Modify asks for, checked as DNSPod checks it."""
         rtype, value, ttl = params["RecordType"], params["Value"], params.get("TTL", 600)
-        if rtype not in ("A", "AAAA"):
+        if rtype not in ("A", "AAAA", "TXT"):
             raise Refused("InvalidParameter.RecordTypeInvalid", "记录类型不正确。")
         if params["RecordLine"] != DEFAULT_LINE:
             raise Refused(*BAD_LINE)
-        try:
-            address = ipaddress.ip_address(value)
-        except ValueError:
-            raise Refused(*BAD_VALUE) from None
-        if address.version != (4 if rtype == "A" else 6):
+        if rtype == "TXT":
+            if not isinstance(value, str) or not 0 < len(value) <= 512:
+                raise Refused(*BAD_VALUE)
+        elif not _is_address(value, 4 if rtype == "A" else 6):
             raise Refused(*BAD_VALUE)
         if not isinstance(ttl, int) or not self.min_ttl <= ttl <= 604800:
             raise Refused(*TTL_LIMIT)
         name = params.get("SubDomain", "@")
         return Record(params["Domain"], name, rtype, value, ttl, params["RecordLine"])
+
+
+def _is_address(value: Any, version: int) -> bool:
+    try:
+        return ipaddress.ip_address(value).version == version
+    except ValueError:
+        return False
 
 
 def _same(a: Record, b: Record) -> bool:

@@ -4,7 +4,10 @@ It checks every request's ``SDK-HMAC-SHA256`` signature as the API gateway does:
 canonical request is rebuilt from the method, the raw path and query, the headers the
 request says it signed and the body, with the test's AK/SK, and ``X-Sdk-Date`` must be
 within 15 minutes; otherwise 401 ``APIGW.0301``. It keeps zones (each with its default
-SOA and NS record sets) and record sets with the real JSON shapes, and serves only:
+SOA and NS record sets) and record sets with the real JSON shapes: A, AAAA and TXT, a
+wildcard named ``*.<name>.``, a TXT value only in quotation marks (``"token"``, each
+quoted string at most 255 characters; otherwise 400 ``DNS.0308``), listed as stored. It
+serves only:
 
 - ``GET /v2/zones`` (``name``, ``search_mode``: ``like`` by default, or ``equal``)
 - ``GET|POST /v2/zones/{zone_id}/recordsets`` (``name``, ``type``, ``search_mode``)
@@ -35,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from tests.server.fakes import FakeProvider, Seen
+from tests.server.fakes import FakeProvider, Seen, is_quoted_txt
 
 AUTHORIZATION = re.compile(
     r"SDK-HMAC-SHA256 Access=([^,\s]+), SignedHeaders=([a-z0-9;_-]+), Signature=([0-9a-f]{64})"
@@ -381,7 +384,7 @@ def _recordset_body(raw: bytes) -> tuple[dict[str, Any], Response | None]:
     if not isinstance(body, dict) or not isinstance(body.get("name"), str):
         return {}, _dns_error(400, "DNS.0002", "Invalid request.")
     rtype = body.get("type")
-    if rtype not in ("A", "AAAA"):
+    if rtype not in ("A", "AAAA", "TXT"):
         return {}, _dns_error(400, "DNS.0307", "Invalid record set type.")
     ttl = body.get("ttl", 300)
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_TTL:
@@ -391,10 +394,22 @@ def _recordset_body(raw: bytes) -> tuple[dict[str, Any], Response | None]:
             f"The TTL parameter has been out of range. The value ranges from 1 to {MAX_TTL}.",
         )
     records = body.get("records")
-    family = ipaddress.IPv4Address if rtype == "A" else ipaddress.IPv6Address
-    if not isinstance(records, list) or not records or not all(_is(family, r) for r in records):
+    if not isinstance(records, list) or not records or not all(_valid(rtype, r) for r in records):
         return {}, _dns_error(400, "DNS.0308", "Invalid record set value.")
     return body | {"ttl": ttl}, None
+
+
+def _valid(rtype: str, value: Any) -> bool:
+    if rtype == "TXT":
+        return _is_txt(value)
+    return _is(ipaddress.IPv4Address if rtype == "A" else ipaddress.IPv6Address, value)
+
+
+def _is_txt(value: Any) -> bool:
+    """A TXT value as Huawei Cloud takes it: quoted strings of at most 255 characters."""
+    if not isinstance(value, str) or not is_quoted_txt(value):
+        return False
+    return all(len(s) <= 255 for s in re.findall(r'"((?:[^"\\]|\\.)*)"', value))
 
 
 def _is(family: type[ipaddress.IPv4Address | ipaddress.IPv6Address], value: Any) -> bool:

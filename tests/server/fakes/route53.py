@@ -8,6 +8,11 @@ record set. :class:`Route53Proxy` stands in front of it and, like Route 53:
   the secret the test gave (403 ``InvalidClientTokenId`` / ``SignatureDoesNotMatch``);
 - refuses a DELETE whose TTL and values are not exactly the current ones (400
   ``InvalidChangeBatch``, with Route 53's messages);
+- refuses a TXT value that is not enclosed in quotation marks, or holds a string past
+  255 characters (400 ``InvalidChangeBatch``, Route 53's ``InvalidCharacterString`` and
+  ``CharacterStringTooLong``);
+- spells ``*`` in the names it lists as ``\\052``, as Route 53 does, and takes either
+  spelling in a change or as the start name of a listing (moto knows only ``*``);
 - answers queued failures with Route 53's error shapes: ``throttle`` (400 ``Throttling``),
   ``busy`` (400 ``PriorRequestNotComplete``), ``server`` (503 ``ServiceUnavailable``),
   ``internal`` (500 ``InternalFailure``), ``credentials`` (403 ``SignatureDoesNotMatch``),
@@ -30,7 +35,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import httpx
 from moto.server import ThreadedMotoServer
@@ -40,7 +45,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import FakeProvider, Seen
+from . import FakeProvider, Seen, is_quoted_txt
 
 NS = "https://route53.amazonaws.com/doc/2013-04-01/"
 API = "/2013-04-01"
@@ -141,15 +146,24 @@ class Route53Proxy(FakeProvider):
         return await self.read_call(request, ZONES_BY_NAME_PARAMS)
 
     async def list_rrsets(self, request: Request) -> Response:
-        return await self.read_call(request, LIST_RRSETS_PARAMS)
+        return await self.read_call(request, LIST_RRSETS_PARAMS, escaped=True)
 
-    async def read_call(self, request: Request, known: set[str]) -> Response:
+    async def read_call(self, request: Request, known: set[str], escaped: bool = False) -> Response:
         seen = await self.record(request)
         unknown = set(request.query_params) - known
         if unknown:
             return self.not_expected(request, f"unknown parameters {sorted(unknown)}")
         refused = self.refusal(request, seen)
-        return refused or await self.forward(seen, request)
+        if refused is not None:
+            return refused
+        if not escaped:
+            return await self.forward(seen, request)
+        # Route 53 takes \052 for * in the start name, and lists * as \052: moto does neither.
+        query = urlencode([(k, unescaped(v)) for k, v in parse_qsl(seen.query)])
+        answer = await self.forward(seen, request, query=query)
+        return Response(
+            escape_names(answer.body), status_code=answer.status_code, media_type=answer.media_type
+        )
 
     async def change_rrsets(self, request: Request) -> Response:
         seen = await self.record(request)
@@ -169,11 +183,15 @@ class Route53Proxy(FakeProvider):
             return refused
         with self.lock:
             self.writes += 1
-        problems = await self.check_deletes(request.path_params["zone_id"], root, seen)
+        for name in root.iter(q("Name")):  # Route 53 takes \052 for *; moto takes only *
+            name.text = unescaped(name.text or "")
+        problems = check_txt(root)
+        problems += await self.check_deletes(request.path_params["zone_id"], root, seen)
         if problems:
             message = f"[{', '.join(problems)}]"
             return error_response(400, "Sender", "InvalidChangeBatch", message)
-        return await self.forward(seen, request)
+        body = ET.tostring(root, encoding="utf-8", xml_declaration=True, default_namespace=NS)
+        return await self.forward(seen, request, body=body)
 
     # -- what Route 53 checks and moto does not ------------------------------------------
 
@@ -271,15 +289,55 @@ class Route53Proxy(FakeProvider):
                 return ttl, sorted(values)
         return None
 
-    async def forward(self, seen: Seen, request: Request) -> Response:
+    async def forward(
+        self, seen: Seen, request: Request, *, query: str | None = None, body: bytes | None = None
+    ) -> Response:
+        """Send the request on to moto (with ``query`` or ``body`` instead of its own)."""
         raw_path = request.scope["raw_path"].decode("ascii")
-        url = self.moto_url + raw_path + (f"?{seen.query}" if seen.query else "")
+        query = seen.query if query is None else query
+        url = self.moto_url + raw_path + (f"?{query}" if query else "")
         async with httpx.AsyncClient(trust_env=False) as client:
-            answer = await client.request(
-                seen.method, url, content=seen.body, headers=forwarded(seen)
-            )
+            content = seen.body if body is None else body
+            headers = forwarded(seen)
+            answer = await client.request(seen.method, url, content=content, headers=headers)
         media_type = answer.headers.get("content-type", "text/xml")
         return Response(answer.content, status_code=answer.status_code, media_type=media_type)
+
+
+def unescaped(name: str) -> str:
+    """A name with Route 53's octal escapes (``\\052``) undone, as moto wants it."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), name)
+
+
+def escape_names(document: bytes) -> bytes:
+    """A listing with ``*`` in its names spelt ``\\052``, as Route 53 lists them."""
+    return re.sub(
+        rb"(<(?:Name|NextRecordName)>)([^<]*)",
+        lambda m: m.group(1) + m.group(2).replace(b"*", b"\\052"),
+        document,
+    )
+
+
+def check_txt(root: ET.Element) -> list[str]:
+    """Route 53's messages for TXT values it refuses: each must be enclosed in quotation
+    marks, each quoted string at most 255 characters."""
+    problems = []
+    for rrset in root.iter(q("ResourceRecordSet")):
+        if rrset.findtext(q("Type")) != "TXT":
+            continue
+        for found in rrset.iter(q("Value")):
+            value = found.text or ""
+            if not is_quoted_txt(value):
+                problems.append(
+                    "Invalid Resource Record: 'FATAL problem: InvalidCharacterString (Value "
+                    f"should be enclosed in quotation marks) encountered with '{value}''"
+                )
+            elif any(len(s) > 255 for s in re.findall(r'"((?:[^"\\]|\\.)*)"', value)):
+                problems.append(
+                    "Invalid Resource Record: 'FATAL problem: CharacterStringTooLong (Value "
+                    f"is too long) encountered with '{value}''"
+                )
+    return problems
 
 
 def forwarded(seen: Seen) -> dict[str, str]:
