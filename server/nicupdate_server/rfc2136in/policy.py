@@ -10,9 +10,10 @@ REFUSED, whether the host exists or not.
 The changes then act on the record set of each host (RFC 2136 §3.4.2), in order:
 adding a value to an RRset, deleting one value, an RRset, or every RRset of a name.
 Addresses must be usable (as for a dyndns2 update: no loopback, and public ones only in
-a ``public_only`` zone); a TXT value is one character-string of 1 to 255 printable
-characters. A host keeps its newest :data:`~..hostrecords.MAX_TXT` TXT values, as
-acme-dns does: one more drops the oldest. TTLs are ignored: the zone's TTL is served.
+a ``public_only`` zone); a TXT value is one character-string of 1 to 255 characters of
+an ACME token (:func:`~..hostrecords.valid_txt`). A host keeps its newest
+:data:`~..hostrecords.MAX_TXT` TXT values, as acme-dns does: one more drops the oldest.
+TTLs are ignored: the zone's TTL is served.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from dns.rdtypes.IN.AAAA import AAAA
 
 from ..addresses import UnusableAddress, check_usable
 from ..config import ZoneSettings
-from ..hostrecords import ACME_LABEL, MAX_TXT, RTYPES, RecordSet, derived_host
+from ..hostrecords import ACME_LABEL, MAX_TXT, RTYPES, RecordSet, derived_host, valid_txt
 from ..state import HostEntry
 from .keys import UpdateKey
 from .message import Action, Change, Rejected
@@ -37,7 +38,6 @@ from .prereqs import Stored
 
 _TYPES_AT_HOST = {dns.rdatatype.A: ("A",), dns.rdatatype.AAAA: ("AAAA",)}
 _TYPES_AT_ACME = {dns.rdatatype.TXT: ("TXT",)}
-MAX_TXT_LENGTH = 255
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,14 +101,14 @@ def value_of(change: Change, zone: ZoneSettings) -> str:
     if isinstance(value, TXT):
         if len(value.strings) != 1:
             raise Rejected(dns.rcode.REFUSED, f"{change.name}: a TXT value must be one string")
-        raw = value.strings[0]
-        if not 0 < len(raw) <= MAX_TXT_LENGTH or not all(0x21 <= c <= 0x7E for c in raw):
+        text = value.strings[0].decode("latin-1")
+        if not valid_txt(text):
             raise Rejected(
                 dns.rcode.REFUSED,
-                f"{change.name}: a TXT value must be 1-{MAX_TXT_LENGTH} printable "
-                "characters without spaces",
+                f"{change.name}: a TXT value must be 1-255 characters of "
+                "A-Z a-z 0-9 _-=+/.:@ (an ACME token)",
             )
-        return raw.decode("ascii")
+        return text
     raise AssertionError(f"no value of type {change.rdtype.name} gets here")
 
 

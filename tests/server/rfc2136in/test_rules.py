@@ -273,6 +273,8 @@ def test_a_third_txt_value_drops_the_oldest(config: Config, state: State) -> Non
         ("TXT", '"two" "strings"'),
         ("TXT", '"with space"'),
         ("TXT", '""'),
+        ("TXT", '"a,b"'),  # a comma would split the value where values are listed
+        ("TXT", '"semi;colon"'),
     ],
 )
 def test_values_no_host_may_have_are_refused(
