@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import String, bindparam, case, delete, func, insert, select, update
+from sqlalchemy import Boolean, String, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -470,19 +470,27 @@ class Writer:
             await conn.execute(
                 update(_hosts)
                 .where(_hosts.c.id == bindparam("host"))
-                .values(
-                    wildcard=bindparam("wildcard"),
+                .values(  # None: as it is (another process may have changed it)
+                    wildcard=func.coalesce(bindparam("wildcard", type_=Boolean), _hosts.c.wildcard),
                     ipv6_prefix=func.coalesce(
                         bindparam("prefix", type_=String), _hosts.c.ipv6_prefix
                     ),
                 ),
                 [
-                    {"host": p.update.host.id, "wildcard": p.wildcard_after, "prefix": p.prefix}
+                    {
+                        "host": p.update.host.id,
+                        "wildcard": None
+                        if p.wildcard_before == p.wildcard_after
+                        else p.wildcard_after,
+                        "prefix": p.prefix,
+                    }
                     for p in flagged
                 ],
             )
         if changed and self.shared:
             await _read_untouched(conn, changed)
+        if changed:
+            await _read_wildcards(conn, changed)
         zones = sorted({p.update.zone.name for p in changed})
         return {zone: await bump_serial(conn, zone) for zone in zones}
 
@@ -515,6 +523,22 @@ class Writer:
             host.revision = plan.change_id
         for zone, serial in serials.items():
             self.state.set_serial(zone, serial)
+
+
+async def _read_wildcards(conn: AsyncConnection, changed: list[_Planned]) -> None:
+    """The wildcard flag of each change that does not set it, as the database has it:
+    ``host set --wildcard`` (another process) may have changed it since this one heard,
+    and the change log's row must say what DNS should serve."""
+    kept = {p.update.host.id: p for p in changed if p.wildcard_before == p.wildcard_after}
+    if not kept:
+        return
+    result = await conn.execute(
+        select(_hosts.c.id, _hosts.c.wildcard).where(_hosts.c.id.in_(sorted(kept)))
+    )
+    stored = {host_id: wildcard for host_id, wildcard in result}
+    for plan in changed:
+        if plan.wildcard_before == plan.wildcard_after and plan.update.host.id in stored:
+            plan.wildcard_before = plan.wildcard_after = bool(stored[plan.update.host.id])
 
 
 def _with_followers(

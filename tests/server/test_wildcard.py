@@ -8,8 +8,9 @@ from pathlib import Path
 import dns.rcode
 import pytest
 from nicupdate_server.dyndns import parse_update
+from sqlalchemy import create_engine, text
 
-from tests.server.conftest import ALICE, LiveServer
+from tests.server.conftest import ALICE, LiveServer, eventually
 from tests.server.primaries import Primary
 from tests.server.test_durable import primary, serving  # noqa: F401 (fixture)
 from tests.server.test_update import HOME
@@ -57,8 +58,11 @@ def test_wildcard_on_and_off_by_the_dyndns2_parameter(alice: LiveServer) -> None
     assert rcode(alice, BELOW) == "NXDOMAIN"
     assert alice.update(pfsense, auth=ALICE).text == "nochg 203.0.113.8\n"
 
-    log = alice.cli("host", "log", HOME).stdout
-    assert "wildcard on" in log and "wildcard off" in log
+    def both_in_log() -> bool:  # history rows are written soon after the answers
+        log = alice.cli("host", "log", HOME).stdout
+        return "wildcard on" in log and "wildcard off" in log
+
+    assert eventually(both_in_log)
 
 
 def test_wildcard_from_the_cli(alice: LiveServer) -> None:
@@ -102,3 +106,20 @@ def test_a_wildcard_reaches_a_primary(
         assert off.text == "good 203.0.113.7\n"
         assert primary.query(f"www.{home}", "A") == []
         assert primary.query(home, "A") == ["203.0.113.7"]
+
+
+def test_an_update_keeps_a_wildcard_set_elsewhere_it_has_not_heard_of(alice: LiveServer) -> None:
+    """Another process turned the wildcard on (its change-log row not read here yet): an
+    update carries the wildcard as the database has it, not as this process last knew."""
+    url = alice.config.server.database.replace("+aiosqlite", "")
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE hosts SET wildcard = 1 WHERE fqdn = :f"), {"f": HOME})
+    finally:
+        engine.dispose()
+    assert alice.update(f"hostname={HOME}&myip=203.0.113.11", auth=ALICE).text == (
+        "good 203.0.113.11\n"
+    )
+    assert alice.addresses(BELOW) == ["203.0.113.11"]
+    assert alice.runtime.state.hosts[HOME].wildcard
