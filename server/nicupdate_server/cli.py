@@ -17,6 +17,8 @@ from .config import Config, ConfigError, find_config_file, load_config
 from .listeners import StartupError, shown
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from .admin import Following
 
 PROG = "nicupdate-server"
@@ -66,17 +68,23 @@ def _when(value: Any) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
 
 
-async def _with_admin(config: Config, work: Callable[[Any], Awaitable[T]]) -> T:
-    from .admin import Admin
+async def with_engine(config: Config, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    """``work(engine)`` on the configured database, migrated first; closed after."""
     from .db import create_engine, ensure_schema
 
     url = config.server.database_url()
     engine = create_engine(url)
     try:
         await ensure_schema(engine, url)
-        return await work(Admin(engine, config))
+        return await work(engine)
     finally:
         await engine.dispose()
+
+
+async def _with_admin(config: Config, work: Callable[[Any], Awaitable[T]]) -> T:
+    from .admin import Admin
+
+    return await with_engine(config, lambda engine: work(Admin(engine, config)))
 
 
 def cmd_user(config: Config, args: argparse.Namespace) -> int:

@@ -39,16 +39,10 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 async def _with_admin(config: Config, work: Callable[[AcmeAdmin], Awaitable[T]]) -> T:
-    from ..db import create_engine, ensure_schema
+    from ..cli import with_engine
     from .admin import AcmeAdmin
 
-    url = config.server.database_url()
-    engine = create_engine(url)
-    try:
-        await ensure_schema(engine, url)
-        return await work(AcmeAdmin(engine))
-    finally:
-        await engine.dispose()
+    return await with_engine(config, lambda engine: work(AcmeAdmin(engine)))
 
 
 def cmd_acme(config: Config, args: argparse.Namespace) -> int:

@@ -48,16 +48,10 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 async def _with_admin(config: Config, work: Callable[[KeyAdmin], Awaitable[T]]) -> T:
-    from ..db import create_engine, ensure_schema
+    from ..cli import with_engine
     from .admin import KeyAdmin
 
-    url = config.server.database_url()
-    engine = create_engine(url)
-    try:
-        await ensure_schema(engine, url)
-        return await work(KeyAdmin(engine))
-    finally:
-        await engine.dispose()
+    return await with_engine(config, lambda engine: work(KeyAdmin(engine)))
 
 
 def cmd_key(config: Config, args: argparse.Namespace) -> int:
