@@ -62,6 +62,12 @@ command -v lego >/dev/null 2>&1 || need+=(lego)
 # DNS UPDATE messages to the DNS port (tests/server/rfc2136in/test_acme_clients.py).
 [ -x /usr/bin/certbot ] || need+=(certbot)
 [ -d /usr/lib/python3/dist-packages/certbot_dns_rfc2136 ] || need+=(python3-certbot-dns-rfc2136)
+# The web UI in a real browser (tests/server/web, Playwright with Debian's Chromium; no
+# browser download), its pages checked by an HTML checker (tidy), and Lighthouse and
+# axe-core from npm (tests/browser/package.json) on Node.js.
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v tidy >/dev/null 2>&1 || need+=(tidy)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 if ((${#need[@]})); then
   if [ "$(id -u)" -ne 0 ]; then
     echo "tests/run.sh: missing ${need[*]}: run as root or 'sudo apt-get install ${need[*]}'" >&2
@@ -82,6 +88,8 @@ python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[server,postgres,lexicon,test]'
+# Lighthouse and axe-core at the versions of tests/browser/package-lock.json.
+npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
 
 echo "== ruff format --check"; .venv/bin/ruff format --check .
 echo "== ruff check";          .venv/bin/ruff check .
@@ -100,3 +108,5 @@ echo "== benchmark: built-in DNS against NSD and Knot (quick run)"
 .venv/bin/python tests/benchmarks/bench_dns.py --quick
 echo "== benchmark: updates with a BIND secondary (quick run)"
 .venv/bin/python tests/benchmarks/bench_secondary.py --quick
+echo "== benchmark: web UI pages in Lighthouse (quick run)"
+.venv/bin/python tests/benchmarks/bench_web.py --quick

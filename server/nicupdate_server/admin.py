@@ -7,6 +7,7 @@ SQLite within ``server.poll_interval``).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import re
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from .hostrecords import derived_host, describe_key, expand
 from .models import Host, Record, UpdateLog, User, Zone
 from .names import InvalidName, normalize_fqdn
 from .store import next_serial, records_row
-from .tables import applied, sync_errors
+from .tables import applied, sync_errors, web_sessions
 
 _USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
 MIN_PASSWORD = 8
@@ -59,6 +60,9 @@ class UserRow:
     name: str
     hosts: int
     created_at: datetime
+    admin: bool = False
+    disabled_at: datetime | None = None
+    totp: bool = False  # two-factor sign-in to the web UI is on
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +110,22 @@ class HistoryRow:
     answer: str  # as sent
     detail: str
     confirmed_at: datetime | None
+    id: int = 0  # the row's, for paging
+
+
+def history_row(entry: Any) -> HistoryRow:
+    """A row of ``update_log`` (an ORM object or a Core row) as a :class:`HistoryRow`."""
+    return HistoryRow(
+        utc(entry.at),
+        entry.caller,
+        entry.user_agent,
+        entry.old_value,
+        entry.new_value,
+        entry.answer,
+        entry.detail,
+        None if entry.confirmed_at is None else utc(entry.confirmed_at),
+        entry.id,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +137,10 @@ class History:
 
 
 def _user_change(user: User) -> Change:
-    return Change(Kind.USER_ADDED, user.name, {"id": user.id, "password_hash": user.password_hash})
+    value = {"id": user.id, "password_hash": user.password_hash}
+    if user.disabled_at is not None:
+        value["disabled"] = True
+    return Change(Kind.USER_ADDED, user.name, value)
 
 
 def utc(value: datetime) -> datetime:
@@ -172,16 +195,21 @@ class Admin:
         except InvalidName as exc:
             raise AdminError(str(exc)) from None
 
-    async def add_user(self, name: str, password: str) -> None:
+    async def add_user(self, name: str, password: str, *, admin: bool = False) -> None:
         check_user_name(name)
         check_password(password)
+        hashed = await asyncio.to_thread(hash_password, password)  # not on the event loop
         async with self._sessions.begin() as session:
             await self._ordered(session)
             if await session.scalar(select(User.id).where(User.name == name)) is not None:
                 raise AdminError(f"user {name!r} already exists (change it with: user passwd)")
             now = datetime.now(UTC)
             user = User(
-                name=name, password_hash=hash_password(password), created_at=now, updated_at=now
+                name=name,
+                password_hash=hashed,
+                created_at=now,
+                updated_at=now,
+                is_admin=admin,
             )
             session.add(user)
             await session.flush()
@@ -189,22 +217,69 @@ class Admin:
 
     async def set_password(self, name: str, password: str) -> None:
         check_password(password)
+        hashed = await asyncio.to_thread(hash_password, password)
         async with self._sessions.begin() as session:
             await self._ordered(session)
             user = await self._user(session, name)
-            user.password_hash = hash_password(password)
+            user.password_hash = hashed
             user.updated_at = datetime.now(UTC)
             await self._log(session, _user_change(user))
+
+    async def set_admin(self, name: str, admin: bool) -> bool:
+        """Make ``name`` an admin or not; false if it already was as asked."""
+        async with self._sessions.begin() as session:
+            user = await self._user(session, name)
+            if user.is_admin == admin:
+                return False
+            user.is_admin = admin
+            user.updated_at = datetime.now(UTC)
+            return True
+
+    async def clear_totp(self, name: str) -> bool:
+        """Turn off ``name``'s two-factor sign-in (a lost phone); false if it was off."""
+        async with self._sessions.begin() as session:
+            user = await self._user(session, name)
+            if user.totp_secret is None:
+                return False
+            user.totp_secret = user.totp_step = None
+            user.updated_at = datetime.now(UTC)
+            return True
+
+    async def set_disabled(self, name: str, disabled: bool) -> bool:
+        """Disable an account (it, its hosts' tokens and its API tokens are refused
+        everywhere, its web sessions end) or enable it again; false if it already was."""
+        async with self._sessions.begin() as session:
+            await self._ordered(session)
+            user = await self._user(session, name)
+            if (user.disabled_at is not None) == disabled:
+                return False
+            now = datetime.now(UTC)
+            user.disabled_at = now if disabled else None
+            user.updated_at = now
+            if disabled:
+                await session.execute(delete(web_sessions).where(web_sessions.c.user_id == user.id))
+            await self._log(session, _user_change(user))
+            return True
 
     async def list_users(self) -> list[UserRow]:
         async with self._sessions() as session:
             rows = await session.execute(
-                select(User.name, func.count(Host.id), User.created_at)
+                select(
+                    User.name,
+                    func.count(Host.id),
+                    User.created_at,
+                    User.is_admin,
+                    User.disabled_at,
+                    User.totp_secret.is_not(None),
+                )
                 .outerjoin(Host, Host.owner_id == User.id)
                 .group_by(User.id)
                 .order_by(User.name)
             )
-            return [UserRow(name, count, created) for name, count, created in rows]
+            return [
+                UserRow(name, count, utc(created), bool(admin), disabled and utc(disabled), totp)
+                for name, count, created, admin, disabled, totp in rows
+            ]
 
     async def remove_user(self, name: str, *, with_hosts: bool) -> int:
         async with self._sessions.begin() as session:
@@ -472,51 +547,62 @@ class Admin:
                     raise AdminError(
                         f"no host named {fqdn_text!r} and no history of one (see: host list)"
                     )
-            rows = [
-                HistoryRow(
-                    utc(entry.at),
-                    entry.caller,
-                    entry.user_agent,
-                    entry.old_value,
-                    entry.new_value,
-                    entry.answer,
-                    entry.detail,
-                    None if entry.confirmed_at is None else utc(entry.confirmed_at),
-                )
-                for entry in reversed(entries)
-            ]
+            rows = [history_row(entry) for entry in reversed(entries)]
             return History(fqdn, rows, host is not None, host.nochg_count if host else 0)
 
-    async def list_hosts(self) -> list[HostRow]:
+    async def list_hosts(
+        self, *, owner: str | None = None, fqdns: Sequence[str] | None = None
+    ) -> list[HostRow]:
+        """Every host, or ``owner``'s, or those named ``fqdns`` (names as stored)."""
         async with self._sessions() as session:
-            hosts = list(
-                await session.execute(
-                    select(Host, User.name).join(User, Host.owner_id == User.id).order_by(Host.fqdn)
+            query = select(Host, User.name).join(User, Host.owner_id == User.id)
+            if owner is not None:
+                query = query.where(User.name == owner)
+            if fqdns is not None:
+                query = query.where(Host.fqdn.in_(list(fqdns)))
+            hosts = list(await session.execute(query.order_by(Host.fqdn)))
+            some = owner is not None or fqdns is not None  # not every host: filter by name
+            names = {host.fqdn for host, _ in hosts}
+            owners = list({key[0] for fqdn in names for key in expand(fqdn, {}, True)} | names)
+            records_query = select(Record.host_id, Record.rtype, Record.address)
+            applied_query = select(applied)
+            errors_query = select(sync_errors)
+            if some:
+                records_query = records_query.where(
+                    Record.host_id.in_([host.id for host, _ in hosts])
                 )
-            )
+                applied_query = applied_query.where(applied.c.fqdn.in_(owners))
+                errors_query = errors_query.where(sync_errors.c.fqdn.in_(list(names)))
             records: dict[int, dict[str, tuple[str, ...]]] = {}
             for host_id, rtype, address in await session.execute(
-                select(Record.host_id, Record.rtype, Record.address).order_by(
-                    Record.host_id, Record.rtype, Record.address
-                )
+                records_query.order_by(Record.host_id, Record.rtype, Record.address)
             ):
                 by_type = records.setdefault(host_id, {})
                 by_type[rtype] = (*by_type.get(rtype, ()), address)
             confirmed: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {}
-            for entry in await session.execute(select(applied)):
+            for entry in await session.execute(applied_query):
                 by_type = confirmed.setdefault((entry.backend, entry.fqdn), {})
                 by_type[entry.rtype] = tuple(a for a in entry.addresses.split(",") if a)
             errors: dict[str, dict[str, str]] = {}
-            for problem in await session.execute(select(sync_errors)):
+            for problem in await session.execute(errors_query):
                 kind = "refused" if problem.permanent else f"{problem.attempts} attempt(s)"
                 errors.setdefault(problem.fqdn, {})[problem.backend] = (
                     f"{problem.message} ({kind}, {problem.at:%Y-%m-%d %H:%M})"
                 )
-            names = {host.id: host.fqdn for host, _ in hosts}
+            by_id = {host.id: host.fqdn for host, _ in hosts}
             followers: dict[int, list[str]] = {}
-            for host, _ in hosts:
-                if host.follows_id is not None:
-                    followers.setdefault(host.follows_id, []).append(host.fqdn)
+            following: list[tuple[str, int | None]] = [(h.fqdn, h.follows_id) for h, _ in hosts]
+            if some:  # a host's followers need not be among the hosts listed
+                following = list(
+                    await session.execute(
+                        select(Host.fqdn, Host.follows_id)
+                        .where(Host.follows_id.in_(list(by_id)))
+                        .order_by(Host.fqdn)
+                    )
+                )
+            for follower, leader_id in following:
+                if leader_id is not None:
+                    followers.setdefault(leader_id, []).append(follower)
             rows = []
             for host, owner in hosts:
                 desired = records.get(host.id, {})
@@ -534,13 +620,22 @@ class Admin:
                         errors.get(host.fqdn, {}),
                         host.wildcard,
                         host.ipv6_prefix,
-                        names.get(host.follows_id) if host.follows_id is not None else None,
+                        await self._name_of(session, by_id, host.follows_id),
                         host.interface_id,
                         host.prefix_length,
                         tuple(followers.get(host.id, ())),
                     )
                 )
             return rows
+
+    async def _name_of(
+        self, session: AsyncSession, known: dict[int, str], host_id: int | None
+    ) -> str | None:
+        if host_id is None:
+            return None
+        if host_id not in known:  # a leader outside the hosts listed
+            known[host_id] = await session.scalar(select(Host.fqdn).where(Host.id == host_id)) or ""
+        return known[host_id] or None
 
     def _pending(
         self,

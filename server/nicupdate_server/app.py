@@ -264,7 +264,7 @@ def create_app(
         return PlainTextResponse(answer_body(["unhealthy", *problems]), 503, media_type=TEXT)
 
     # Every method reaches the update handler (App), which answers the unsupported ones.
-    routes: list[BaseRoute] = [Route("/myip", myip), Route("/healthz", healthz), *api]
+    routes: list[BaseRoute] = [Route("/myip", myip), Route("/healthz", healthz)]
     if metrics is not None and metrics_allow is not None:
         page, allow = metrics.page, tuple(metrics_allow)
 
@@ -279,5 +279,6 @@ def create_app(
         # Every method: to a caller not allowed, /metrics is not there whatever it sends.
         all_methods = [*UPDATE_METHODS, "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"]
         routes.append(Route("/metrics", metrics_page, methods=all_methods))
+    routes += api  # last: the web UI (in api) takes every path no other route takes
     observe = metrics.observe_update if metrics is not None else None
     return App(UPDATE_PATHS, update, Starlette(routes=routes), observe)

@@ -166,8 +166,12 @@ class Authenticator:
         host = self._state.hosts.get(username.lower().rstrip("."))
         if host is not None and host.token_digest is not None:
             if hmac.compare_digest(hashlib.sha256(password.encode()).digest(), host.token_digest):
+                if host.owner_id in self._state.disabled:
+                    return None  # the right token of a disabled account's host
                 return Principal(host.fqdn, host_id=host.id)
         user = self._state.users.get(username)
+        if user is not None and user.id in self._state.disabled:
+            user = None  # checked as for an unknown name: the same time, the same answer
         current_hash = user.password_hash if user is not None else _DUMMY_HASH
         digest = self._digest(password)
         cached = self._verified.get(username)
@@ -196,7 +200,7 @@ class Authenticator:
             raise LoginThrottled(exc.retry_after, str(exc)) from None
         except CheckDropped:
             raise LoginThrottled(1.0, "the client went away") from None
-        if ok and user is not None:
+        if ok and user is not None and user.id not in self._state.disabled:
             self.limiter.succeeded(source, username)
             return Principal(user.name, user_id=user.id)
         self.failed(source, username)

@@ -91,23 +91,99 @@ def cmd_user(config: Config, args: argparse.Namespace) -> int:
     if args.action in ("add", "passwd"):
         password = _read_password(args)
         if args.action == "add":
-            _run(_with_admin(config, lambda a: a.add_user(args.name, password)))
-            print(f"user {args.name} added")
+            _run(_with_admin(config, lambda a: a.add_user(args.name, password, admin=args.admin)))
+            print(f"{'admin' if args.admin else 'user'} {args.name} added")
         else:
             _run(_with_admin(config, lambda a: a.set_password(args.name, password)))
             print(f"password of {args.name} changed")
+    elif args.action == "admin":
+        on = args.state == "on"
+        changed = _run(_with_admin(config, lambda a: a.set_admin(args.name, on)))
+        what = "an admin" if on else "not an admin"
+        print(f"{args.name} is {what}" + ("" if changed else " (it already was)"))
+    elif args.action == "totp-off":
+        changed = _run(_with_admin(config, lambda a: a.clear_totp(args.name)))
+        print(f"two-factor sign-in of {args.name} " + ("turned off" if changed else "was not on"))
+    elif args.action in ("disable", "enable"):
+        off = args.action == "disable"
+        changed = _run(_with_admin(config, lambda a: a.set_disabled(args.name, off)))
+        print(f"user {args.name} {args.action}d" + ("" if changed else " (it already was)"))
     elif args.action == "list":
         rows = _run(_with_admin(config, lambda a: a.list_users()))
         if not rows:
             print(f"no users yet: add one with `{PROG} user add NAME`")
         for row in rows:
-            print(f"{row.name}\t{row.hosts} host(s)\tcreated {_when(row.created_at)}")
+            flags = "".join(
+                f"\t{flag}"
+                for flag, on in (
+                    ("admin", row.admin),
+                    ("disabled", row.disabled_at is not None),
+                    ("totp", row.totp),
+                )
+                if on
+            )
+            print(f"{row.name}\t{row.hosts} host(s)\tcreated {_when(row.created_at)}{flags}")
     elif args.action == "remove":
         removed = _run(
             _with_admin(config, lambda a: a.remove_user(args.name, with_hosts=args.with_hosts))
         )
         print(f"user {args.name} removed" + (f" with {removed} host(s)" if removed else ""))
     return 0
+
+
+def cmd_token(config: Config, args: argparse.Namespace) -> int:
+    from .apitokens import ApiTokens
+
+    def tokens(work: Callable[[ApiTokens], Awaitable[T]]) -> T:
+        return _run(with_engine(config, lambda engine: work(ApiTokens(engine))))
+
+    if args.action == "add":
+        secret, row = tokens(
+            lambda t: t.add(
+                args.user,
+                args.name or "cli",
+                hosts=args.hosts,
+                read_only=args.read_only,
+                acme_only=args.acme_only,
+                expires_days=args.expires,
+            )
+        )
+        expires = f", expires {_when(row.expires_at)} UTC" if row.expires_at else ""
+        print(f"API token {row.id} for {row.user} ({row.scope.words()}{expires})")
+        print(f"token (shown once; send it as `Authorization: Bearer TOKEN`): {secret}")
+    elif args.action == "list":
+        rows = tokens(lambda t: t.list(args.user))
+        if not rows:
+            print(f"no API tokens: add one with `{PROG} token add USER`")
+        for row in rows:
+            state = " EXPIRED" if row.expired() else ""
+            print(
+                f"{row.id}\t{row.user}\t{row.name}\t{row.scope.words()}\t"
+                f"created {_when(row.created_at)}\texpires {_when(row.expires_at)}\t"
+                f"used {_when(row.last_used_at)}{state}"
+            )
+    elif args.action == "revoke":
+        if not tokens(lambda t: t.revoke(args.id)):
+            raise CliError(f"no API token {args.id} (see: token list)")
+        print(f"API token {args.id} revoked")
+    return 0
+
+
+def _token_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a token id (see: token list)") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a token id (see: token list)")
+    return value
+
+
+def _days(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
 
 
 def cmd_host(config: Config, args: argparse.Namespace) -> int:
@@ -528,11 +604,53 @@ def build_parser() -> argparse.ArgumentParser:
             action="store_true",
             help="read the password from the first line of standard input",
         )
+        if action == "add":
+            sub.add_argument(
+                "--admin",
+                action="store_true",
+                help="an admin: manages every account and sees the server's status (web UI, API)",
+            )
+    admin = user_actions.add_parser("admin", help="make an account an admin, or not")
+    admin.add_argument("name")
+    admin.add_argument("state", choices=["on", "off"])
+    for action, text in (
+        ("disable", "refuse an account everywhere (its passwords, host tokens, API tokens)"),
+        ("enable", "let a disabled account in again"),
+        ("totp-off", "turn off an account's two-factor sign-in to the web UI (a lost phone)"),
+    ):
+        user_actions.add_parser(action, help=text).add_argument("name")
     user_actions.add_parser("list", help="list accounts")
     remove = user_actions.add_parser("remove", help="remove an account")
     remove.add_argument("name")
     remove.add_argument("--with-hosts", action="store_true", help="also remove its hosts")
     user.set_defaults(func=cmd_user)
+
+    token = commands.add_parser("token", help="manage REST API tokens (/api/v1)")
+    token_actions = token.add_subparsers(dest="action", required=True, metavar="ACTION")
+    token_add = token_actions.add_parser("add", help="make an API token (printed once)")
+    token_add.add_argument("user")
+    token_add.add_argument("--name", help="what it is for (shown in lists; default: cli)")
+    token_add.add_argument(
+        "--host",
+        dest="hosts",
+        action="append",
+        metavar="FQDN",
+        help="only this host of the user (repeat for more; default: every host)",
+    )
+    token_add.add_argument("--read-only", action="store_true", help="may only read")
+    token_add.add_argument(
+        "--acme-only",
+        action="store_true",
+        help="may only set the hosts' _acme-challenge TXT records",
+    )
+    token_add.add_argument(
+        "--expires", type=_days, metavar="DAYS", help="expires after DAYS days (default: never)"
+    )
+    token_list = token_actions.add_parser("list", help="list API tokens (never their secrets)")
+    token_list.add_argument("user", nargs="?", help="only this user's")
+    token_revoke = token_actions.add_parser("revoke", help="revoke an API token")
+    token_revoke.add_argument("id", type=_token_id, help="its id (see: token list)")
+    token.set_defaults(func=cmd_token)
 
     host = commands.add_parser("host", help="manage hosts")
     host_actions = host.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 # The newest migration in migrations/versions; a test checks they agree.
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 MIGRATE_URL_ENV = "NICUPDATE_MIGRATE_URL"
 PRIVATE = 0o600
 # SQLite's companions of the database file (they take the database's mode when created).

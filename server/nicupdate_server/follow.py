@@ -79,9 +79,8 @@ class Follower:
     def _user_added(self, entry: Entry) -> None:
         value = entry.value
         known = entry.subject in self.state.users
-        self.state.users[entry.subject] = UserEntry(
-            int(value["id"]), entry.subject, str(value["password_hash"])
-        )
+        user = UserEntry(int(value["id"]), entry.subject, str(value["password_hash"]))
+        self.state.set_user(user, disabled=bool(value.get("disabled", False)))
         _changed("account %s %s", entry.subject, "changed" if known else "added")
         return None
 
@@ -89,6 +88,7 @@ class Follower:
         user = self.state.users.get(entry.subject)
         if user is not None and user.id == entry.value["id"]:
             del self.state.users[entry.subject]
+            self.state.disabled.discard(user.id)
             _changed("account %s removed", entry.subject)
         return None
 

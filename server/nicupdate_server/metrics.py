@@ -139,6 +139,21 @@ class Metrics:
             if counter is not None:
                 counter.inc()
 
+    def figures(self) -> dict[str, float]:
+        """The counters and gauges of /metrics (no histogram buckets), by sample name
+        with its labels (``nicupdate_updates_total{result="good"}``): the web UI's
+        status page shows them."""
+        out: dict[str, float] = {}
+        for metric in self.registry.collect():
+            if metric.type not in ("counter", "gauge"):
+                continue
+            for sample in metric.samples:
+                if sample.name.endswith("_created"):
+                    continue
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+        return out
+
     async def page(self, request: Request) -> Response:
         """The exposition, in the format the scraper asks for (Prometheus: OpenMetrics)."""
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))

@@ -24,6 +24,10 @@ class User(Base):
     password_hash: Mapped[str]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    is_admin: Mapped[bool]
+    disabled_at: Mapped[datetime | None]
+    totp_secret: Mapped[str | None]
+    totp_step: Mapped[int | None]
 
 
 class Host(Base):
@@ -81,3 +85,18 @@ class Meta(Base):
 
     key: Mapped[str]
     value: Mapped[int]
+
+
+class ApiToken(Base):
+    __table__ = tables.api_tokens
+
+    id: Mapped[int]
+    user_id: Mapped[int]
+    name: Mapped[str]
+    digest: Mapped[str]
+    hosts: Mapped[str | None]
+    read_only: Mapped[bool]
+    acme_only: Mapped[bool]
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]

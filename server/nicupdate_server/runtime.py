@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 import os
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import changelog
@@ -50,6 +52,7 @@ from .dns.supervise import DnsStartError, SupervisedDns
 from .feed import Feed
 from .follow import Follower
 from .history import Recorder
+from .lazyapp import Lazy
 from .leases import Leases
 from .listeners import StartupError, bind_error, bind_tcp, shown
 from .logformat import log_to_stderr
@@ -304,11 +307,8 @@ class Runtime:
 
     def _adopt(self, loaded: State) -> None:
         """Make ``loaded`` the current state (in place: the service holds this object)."""
-        self.state.users = loaded.users
-        self.state.hosts = loaded.hosts
-        self.state.zone_serials = loaded.zone_serials
-        self.state.blocked = loaded.blocked
-        self.state.followers = loaded.followers
+        for part in dataclasses.fields(State):
+            setattr(self.state, part.name, getattr(loaded, part.name))
         fresh = AuthoritativeData()
         for zone in self.config.zones:
             if "builtin" in zone.backends:
@@ -483,6 +483,32 @@ class CurrentApp:
         await self.app(scope, receive, send)
 
 
+def _surfaces(runtime: Runtime) -> list[BaseRoute]:
+    """The REST API (``/api/v1``) and the web UI (``/``), each built on its first
+    request, over one :class:`~.manage.Manager`."""
+    settings = runtime.config.server
+    managers: list[Any] = []
+
+    def manager() -> Any:
+        if not managers:
+            from .manage import Manager
+
+            managers.append(Manager.of_runtime(runtime))
+        return managers[0]
+
+    def restapi() -> ASGIApp:
+        from .restapi import create
+
+        return create(manager(), trusted_proxies=settings.trusted_proxies)
+
+    def web() -> ASGIApp:
+        from .web import create
+
+        return create(manager(), trusted_proxies=settings.trusted_proxies)
+
+    return [Mount("/api/v1", app=Lazy(restapi)), Mount("", app=Lazy(web))]
+
+
 def make_app(runtime: Runtime) -> ASGIApp:
     settings = runtime.config.server
     return create_app(
@@ -518,6 +544,7 @@ def make_app(runtime: Runtime) -> ASGIApp:
                     throttle_delay=runtime.config.limits.throttle_delay,
                 )
             ),
+            *_surfaces(runtime),
         ],
     )
 

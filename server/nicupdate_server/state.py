@@ -146,6 +146,15 @@ class State:
     blocked: set[str] = field(default_factory=set)
     # Who follows whose IPv6 prefix: a host's id -> the names of its followers.
     followers: dict[int, set[str]] = field(default_factory=dict)
+    # The ids of the disabled accounts: they and their hosts' tokens are refused.
+    disabled: set[int] = field(default_factory=set)
+
+    def set_user(self, user: UserEntry, *, disabled: bool = False) -> None:
+        self.users[user.name] = user
+        if disabled:
+            self.disabled.add(user.id)
+        else:
+            self.disabled.discard(user.id)
 
     def set_follows(self, host: HostEntry, leader: int | None, **settings: object) -> None:
         """Make ``host`` follow the prefix of the host with id ``leader`` (None: none)."""
@@ -195,8 +204,10 @@ class State:
         """Every account, host and zone serial (a million hosts with a token and an
         address each: some 4 seconds and 480 MB on SQLite)."""
         state = cls()
-        for user in await conn.execute(select(_users.c.id, _users.c.name, _users.c.password_hash)):
-            state.users[user.name] = UserEntry(user.id, user.name, user.password_hash)
+        columns = (_users.c.id, _users.c.name, _users.c.password_hash, _users.c.disabled_at)
+        for user in await conn.execute(select(*columns)):
+            entry = UserEntry(user.id, user.name, user.password_hash)
+            state.set_user(entry, disabled=user.disabled_at is not None)
         for zone in await conn.execute(select(_zones.c.name, _zones.c.serial)):
             state.zone_serials[zone.name] = zone.serial
         with _collector_paused():

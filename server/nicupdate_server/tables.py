@@ -45,6 +45,15 @@ users = Table(
     Column("password_hash", String(255), nullable=False),
     Column("created_at", TIME, nullable=False),
     Column("updated_at", TIME, nullable=False),
+    # Admins manage every account and see the server's status (web UI, REST API).
+    Column("is_admin", Boolean, server_default=false(), nullable=False),
+    # A disabled account signs in nowhere, and its hosts' tokens and API tokens are
+    # refused, until an admin enables it again.
+    Column("disabled_at", TIME),
+    # TOTP two-factor sign-in to the web UI (RFC 6238): the base32 secret, and the last
+    # time step used (a code is taken once).
+    Column("totp_secret", String(64)),
+    Column("totp_step", BigInteger),
 )
 
 hosts = Table(
@@ -117,6 +126,40 @@ tsig_keys = Table(
     Column("algorithm", String(32), nullable=False),  # hmac-sha256, hmac-md5, ...
     Column("secret", String(128), nullable=False),  # base64
     Column("created_at", TIME, nullable=False),
+)
+
+# Bearer tokens of the REST API (``/api/v1``): each acts for its user, optionally only
+# on some hosts (``hosts``: their names, comma-separated), only reading, or only on the
+# hosts' ``_acme-challenge`` TXT records; until it expires or is revoked.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), index=True, nullable=False),
+    Column("name", String(64), nullable=False),
+    # SHA-256 hex digest of the token (a long random secret, shown once).
+    Column("digest", String(64), unique=True, nullable=False),
+    Column("hosts", Text),  # None: every host of the user
+    Column("read_only", Boolean, server_default=false(), nullable=False),
+    Column("acme_only", Boolean, server_default=false(), nullable=False),
+    Column("created_at", TIME, nullable=False),
+    Column("expires_at", TIME),
+    Column("last_used_at", TIME),
+)
+
+# Signed-in browsers of the web UI: the cookie carries a random id, kept here as its
+# SHA-256 digest, with the session's CSRF token.
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), index=True, nullable=False),
+    Column("csrf", String(64), nullable=False),
+    # Signed in with the password, the TOTP code still to come: nothing but that page.
+    Column("pending_totp", Boolean, server_default=false(), nullable=False),
+    Column("created_at", TIME, nullable=False),
+    Column("seen_at", TIME, nullable=False),
+    Column("expires_at", TIME, index=True, nullable=False),
 )
 
 # Per-zone state that must survive restarts: the SOA serial.
