@@ -31,6 +31,12 @@ SERVER_MODULES = frozenset(
         "alembic",
         "prometheus_client",
         "pythonjsonlogger",
+        # The web UI's (web/): templates, forms, two-factor sign-in and its QR code.
+        "jinja2",
+        "multipart",
+        "python_multipart",
+        "pyotp",
+        "segno",
     }
 )
 
