@@ -36,6 +36,14 @@ class AdminError(Exception):
     """A request the CLI refuses; the message says why and what to do."""
 
 
+class Missing(AdminError):
+    """No user or host by that name."""
+
+
+class Clash(AdminError):
+    """It exists already, or something still depends on it (a user's hosts)."""
+
+
 def check_interface_id(text: str, prefix_length: int) -> str:
     """An interface id as given (``::1234:5678:9abc:def0``), checked against the prefix
     length it completes; in its short form."""
@@ -180,13 +188,13 @@ class Admin:
     async def _user(self, session: AsyncSession, name: str) -> User:
         user = await session.scalar(select(User).where(User.name == name))
         if user is None:
-            raise AdminError(f"no user named {name!r} (see: user list)")
+            raise Missing(f"no user named {name!r} (see: user list)")
         return user
 
     async def _host(self, session: AsyncSession, fqdn: str) -> Host:
         host = await session.scalar(select(Host).where(Host.fqdn == self._fqdn(fqdn)))
         if host is None:
-            raise AdminError(f"no host named {fqdn!r} (see: host list)")
+            raise Missing(f"no host named {fqdn!r} (see: host list)")
         return host
 
     def _fqdn(self, text: str) -> str:
@@ -202,7 +210,7 @@ class Admin:
         async with self._sessions.begin() as session:
             await self._ordered(session)
             if await session.scalar(select(User.id).where(User.name == name)) is not None:
-                raise AdminError(f"user {name!r} already exists (change it with: user passwd)")
+                raise Clash(f"user {name!r} already exists (change it with: user passwd)")
             now = datetime.now(UTC)
             user = User(
                 name=name,
@@ -287,7 +295,7 @@ class Admin:
             user = await self._user(session, name)
             hosts = (await session.scalars(select(Host).where(Host.owner_id == user.id))).all()
             if hosts and not with_hosts:
-                raise AdminError(
+                raise Clash(
                     f"user {name!r} owns {len(hosts)} host(s): remove them first, "
                     "or pass --with-hosts to remove them too"
                 )
@@ -324,7 +332,7 @@ class Admin:
             await self._ordered(session)
             user = await self._user(session, owner)
             if await session.scalar(select(Host.id).where(Host.fqdn == fqdn)) is not None:
-                raise AdminError(f"host {fqdn} already exists")
+                raise Clash(f"host {fqdn} already exists")
             host = Host(
                 fqdn=fqdn,
                 owner_id=user.id,

@@ -15,7 +15,6 @@ that says what to fix.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import ipaddress
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -31,9 +30,11 @@ from .addresses import UnusableAddress, check_usable
 from .admin import (
     Admin,
     AdminError,
+    Clash,
     Following,
     HistoryRow,
     HostRow,
+    Missing,
     UserRow,
     check_password,
     history_row,
@@ -43,7 +44,6 @@ from .apitokens import ApiTokens, Scope, TokenRow
 from .auth import Authenticator, verify_password
 from .config import Config
 from .dyndns import Code, Credentials
-from .hostrecords import derived_host
 from .names import InvalidName, normalize_fqdn
 from .state import State
 from .tables import update_log, users, web_sessions
@@ -369,13 +369,12 @@ class Manager:
     async def _admin(self, work: Awaitable[object]) -> None:
         try:
             await work
+        except Missing as exc:
+            raise NotFound(str(exc)) from None
+        except Clash as exc:
+            raise Conflict(str(exc)) from None
         except AdminError as exc:
-            message = str(exc)
-            if "already exists" in message:
-                raise Conflict(message) from None
-            if message.startswith("no host named") or message.startswith("no user named"):
-                raise NotFound(message) from None
-            raise ManageError(message) from None
+            raise ManageError(str(exc)) from None
         except SQLAlchemyError as exc:
             raise Unavailable(f"the database refused the change: {type(exc).__name__}") from None
         await self._done()
@@ -573,12 +572,7 @@ class Manager:
         async def remove() -> None:
             removed.append(await self.admin.remove_user(name, with_hosts=with_hosts))
 
-        try:
-            await self._admin(remove())
-        except ManageError as exc:
-            if "owns" in exc.message:
-                raise Conflict(exc.message) from None
-            raise
+        await self._admin(remove())
         return removed[0]
 
     async def status(self, actor: Actor) -> ServerStatus:
@@ -604,13 +598,3 @@ class Manager:
             query = query.where(web_sessions.c.digest != keep)
         async with self.engine.begin() as conn:
             await conn.execute(query)
-
-
-def same(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
-
-
-def acme_name_of(name: str) -> str | None:
-    """The host of an ``_acme-challenge.<host>`` name."""
-    derived = derived_host(name)
-    return derived[1] if derived is not None and derived[0] == "_acme-challenge" else None

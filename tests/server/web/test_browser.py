@@ -30,6 +30,9 @@ from tests.server.conftest import LiveServer, eventually
 
 from .conftest import ALICE, CHROMIUM, CHROMIUM_ARGS, ROOT, new_source
 
+# expect() waits 5 s by default: too little with both cores busy; it returns as soon as
+# the condition holds.
+expect.set_options(timeout=30_000)
 SCREENSHOTS = Path(__file__).parents[2] / "artifacts" / "screenshots"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 375, "height": 740}
@@ -119,7 +122,7 @@ def wait_for_text(visitor: Visitor, wanted: str) -> bool:
         visitor.page.reload()
         return wanted in visitor.text()
 
-    return bool(eventually(shown, timeout=10))
+    return bool(eventually(shown))
 
 
 def test_main_flow_with_javascript(web_server: LiveServer, visitor: Visitor) -> None:
@@ -334,7 +337,7 @@ def pictured_host(web_server: LiveServer) -> str:
 
         return web_server.call(count)
 
-    assert eventually(lambda: recorded() == 5, timeout=10)
+    assert eventually(lambda: recorded() == 5)
     back_date_history(web_server, fqdn, [6.2, 4.5, 2.1, 0.9])
     return fqdn
 

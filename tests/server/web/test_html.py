@@ -56,9 +56,7 @@ def render_every_page(server: LiveServer) -> dict[str, str]:
     token = server.tokens[HOME]
     for address in ("203.0.113.1", "2001:db8::1", "203.0.113.2"):
         server.update(f"hostname={HOME}&myip={address}", auth=(HOME, token))
-    assert eventually(
-        lambda: "<code>good 203.0.113.2</code>" in alice.get(f"/hosts/{HOME}").text, timeout=10
-    )
+    assert eventually(lambda: "<code>good 203.0.113.2</code>" in alice.get(f"/hosts/{HOME}").text)
     out["host"] = alice.page
     out["host-error"] = alice.post(f"/hosts/{HOME}/records", {"a": "x", "aaaa": ""}).text
     out["hosts"] = alice.get("/hosts").text

@@ -69,7 +69,7 @@ def test_a_host_page_shows_addresses_dns_and_history(
         page = text_of(alice.get(f"/hosts/{fqdn}").text)
         return page if "A 203.0.113.30 → A 203.0.113.31" in page else ""
 
-    page = eventually(shown, timeout=10)
+    page = eventually(shown)
     assert page, "the history row did not appear"
     assert "203.0.113.31" in page and "2001:db8::30" in page
     assert "DNS serves these addresses" in page
@@ -90,7 +90,7 @@ def test_history_is_paged(web_server: LiveServer, alice: Browser) -> None:
     def newest_row_shown() -> bool:
         return "<code>good 198.51.100.55</code>" in alice.get(f"/hosts/{fqdn}").text
 
-    assert eventually(newest_row_shown, timeout=10)
+    assert eventually(newest_row_shown)
     assert alice.page.count("<td><code>good") == 50
     older = re.search(r'href="(/hosts/[^"]+\?before=\d+)#history-heading"', alice.page)
     assert older is not None
